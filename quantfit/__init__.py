@@ -1,0 +1,30 @@
+"""quantfit: factor betas for thousands of securities at once.
+
+    >>> import quantfit as qf
+    >>> prices = qf.load_sample()                 # dates x tickers, SPY among them
+    >>> rets = qf.returns(prices)
+    >>> fit = qf.fit_rolling(rets.drop(columns="SPY"), rets["SPY"], window=252)
+    >>> fit.beta.tail()
+
+Layers (data flows one way): ``quantfit.data`` (sources, PriceStore, returns) ->
+``quantfit.engine`` (pure torch) -> ``fit_rolling`` / ``RollingFit`` -> ``quantfit.report``.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from quantfit.errors import DataError, FitError, QuantfitError
+
+try:
+    __version__ = _version("quantfit")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = ["__version__", "QuantfitError", "DataError", "FitError"]
+
+# --- data layer -------------------------------------------------------------------------
+# (filled in by the data layer)
+
+# --- engine and results -----------------------------------------------------------------
+# (filled in by the engine)
