@@ -24,7 +24,10 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 __all__ = ["__version__", "QuantfitError", "DataError", "FitError"]
 
 # --- data layer -------------------------------------------------------------------------
-# (filled in by the data layer)
+from quantfit.data import load_sample
+
+__all__ += ["load_sample"]
+# (more of the data layer below)
 
 # --- engine and results -----------------------------------------------------------------
 # (filled in by the engine)
