@@ -31,3 +31,8 @@ __all__ += ["load_sample"]
 
 # --- engine and results -----------------------------------------------------------------
 # (filled in by the engine)
+
+# --- adjustments --------------------------------------------------------------------------
+from quantfit import adjust
+
+__all__ += ["adjust"]
