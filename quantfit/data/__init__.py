@@ -3,8 +3,17 @@
 Conventions: daily data; a *long* frame has columns ``date, ticker, close`` (and ``volume``
 where known); a *wide* frame is indexed by a DatetimeIndex named ``date`` with one column
 per ticker. This layer never imports the engine or the report.
+
+* ``sources``: ``yfinance``, ``csv``, ``sample`` (long prices) and ``french`` (wide factor returns);
+* ``PriceStore``: upserting, crash-safe parquet store (``ingest``, ``prices``, ``tickers``);
+* ``returns``: simple or log returns, optionally in excess of a risk-free rate;
+* ``validate_long`` / ``to_long``: the checks every ingest goes through, and wide -> long.
 """
 
+from quantfit.data import sources
+from quantfit.data.frames import to_long, validate_long
+from quantfit.data.returns import returns
 from quantfit.data.sample import load_sample
+from quantfit.data.store import IngestSummary, PriceStore
 
-__all__ = ["load_sample"]
+__all__ = ["load_sample", "sources", "PriceStore", "IngestSummary", "returns", "to_long", "validate_long"]

@@ -1,0 +1,197 @@
+"""The ``quantfit`` command line: thin wrappers over the library.
+
+    quantfit ingest sample               [--store DIR]
+    quantfit ingest csv PATH             [--store DIR]
+    quantfit ingest yfinance TICKER...   [--start D] [--end D] [--store DIR]
+    quantfit prices [--store DIR] [--tickers T ...] [--start D] [--end D] [--tail N]
+
+Exit codes: 0 success; 1 done with warnings (e.g. some yfinance tickers returned nothing,
+listed on stderr); 2 user error (bad file, tickers, dates, arguments), reported as one line
+``quantfit: error: <message>`` on stderr, never a traceback.
+
+Adding a subcommand: write ``register_<name>(subparsers)`` that adds a parser and sets
+``func`` to a handler ``(args) -> int``, and append it to ``COMMANDS``. Handlers call library
+functions and raise ``QuantfitError`` for user errors; ``main`` maps errors to exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from typing import Callable, Sequence
+
+from quantfit.errors import DataError, QuantfitError
+
+PROG = "quantfit"
+DEFAULT_STORE = "data/store"
+
+
+class _UsageError(Exception):
+    """Bad command-line usage (argparse's complaints), exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting, so ``main`` owns stderr."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise _UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# ----------------------------------------------------------------------------- helpers
+def _date(text: str) -> str:
+    """argparse type for dates: must parse, kept as text for the library to use."""
+    import pandas as pd
+    try:
+        ts = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        ts = None
+    if ts is None or ts is pd.NaT:
+        raise argparse.ArgumentTypeError(f"bad date {text!r}: use YYYY-MM-DD")
+    return text
+
+
+def _split_tickers(values: Sequence[str]) -> list[str]:
+    """Tickers given as separate arguments and/or comma-separated."""
+    out = [t.strip() for v in values for t in v.split(",")]
+    if not out or any(not t for t in out):
+        raise DataError(f"bad ticker list {' '.join(values)!r}: empty ticker name")
+    return out
+
+
+def _store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", default=DEFAULT_STORE, metavar="DIR",
+                        help=f"store directory (default: {DEFAULT_STORE})")
+
+
+# ----------------------------------------------------------------------------- ingest
+def _ingest(frame, args, warnings_: list[str] | None = None) -> int:
+    from quantfit.data.store import PriceStore
+    summary = PriceStore(args.store).ingest(frame)
+    print(f"{args.store}: {summary}")
+    if warnings_:
+        for line in warnings_:
+            print(f"{PROG}: warning: {line}", file=sys.stderr)
+        print(f"{PROG}: done with warnings", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _ingest_sample(args) -> int:
+    from quantfit.data import sources
+    return _ingest(sources.sample(), args)
+
+
+def _ingest_csv(args) -> int:
+    from quantfit.data import sources
+    return _ingest(sources.csv(args.path), args)
+
+
+def _ingest_yfinance(args) -> int:
+    from quantfit.data import sources
+    tickers = _split_tickers(args.tickers)
+    with warnings.catch_warnings():
+        # The source both warns and records attrs["missing"]; we report from the latter.
+        warnings.simplefilter("ignore", sources.MissingTickersWarning)
+        frame = sources.yfinance(tickers, start=args.start, end=args.end)
+    missing = frame.attrs.get("missing", [])
+    notes = [f"no prices for {len(missing)} ticker{'s' if len(missing) > 1 else ''}: "
+             f"{', '.join(missing)}"] if missing else None
+    return _ingest(frame, args, notes)
+
+
+def register_ingest(subparsers) -> None:
+    p = subparsers.add_parser("ingest", help="load prices into the store (upsert by date, ticker)",
+                              description="Load prices into the store (upsert by date, ticker).")
+    kinds = p.add_subparsers(dest="source", metavar="SOURCE", parser_class=_Parser)
+    kinds.required = True
+    s = kinds.add_parser("sample", help="the embedded sample (19 stocks + SPY)")
+    _store_option(s)
+    s.set_defaults(func=_ingest_sample)
+    c = kinds.add_parser("csv", help="a wide (date,T1,T2,...) or long (date,ticker,close[,volume]) CSV")
+    c.add_argument("path", metavar="PATH")
+    _store_option(c)
+    c.set_defaults(func=_ingest_csv)
+    y = kinds.add_parser("yfinance", help="adjusted closes from Yahoo Finance")
+    y.add_argument("tickers", nargs="+", metavar="TICKER")
+    y.add_argument("--start", type=_date, help="first date (YYYY-MM-DD)")
+    y.add_argument("--end", type=_date, help="end date, exclusive as in yfinance (YYYY-MM-DD)")
+    _store_option(y)
+    y.set_defaults(func=_ingest_yfinance)
+
+
+# ----------------------------------------------------------------------------- prices
+def _prices(args) -> int:
+    from quantfit.data.store import PriceStore
+    tickers = _split_tickers(args.tickers) if args.tickers else None
+    wide = PriceStore(args.store).prices(tickers, start=args.start, end=args.end, field=args.field)
+    if args.tail is not None:
+        wide = wide.tail(args.tail)
+    wide.to_csv(sys.stdout, date_format="%Y-%m-%d", float_format="%.10g")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return n
+
+
+def register_prices(subparsers) -> None:
+    p = subparsers.add_parser("prices", help="print stored prices as a wide CSV (date x ticker)",
+                              description="Print stored prices as a wide CSV (date x ticker).")
+    _store_option(p)
+    p.add_argument("--tickers", nargs="+", metavar="T", help="tickers (default: all)")
+    p.add_argument("--start", type=_date, help="first date, inclusive (YYYY-MM-DD)")
+    p.add_argument("--end", type=_date, help="last date, inclusive (YYYY-MM-DD)")
+    p.add_argument("--field", choices=("close", "volume"), default="close")
+    p.add_argument("--tail", type=_positive_int, metavar="N", help="only the last N dates")
+    p.set_defaults(func=_prices)
+
+
+#: Subcommand registrars, in help order. Later commands (refresh, report, bench) append here.
+COMMANDS: list[Callable] = [register_ingest, register_prices]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from quantfit import __version__
+    parser = _Parser(prog=PROG, description="Factor betas for thousands of securities at once.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for register in COMMANDS:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 1 done with warnings, 2 user error)."""
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args))
+    except SystemExit as exc:  # --help / --version
+        return exc.code if isinstance(exc.code, int) else 0
+    except (_UsageError, QuantfitError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # `quantfit prices | head`: the reader left; not an error. Silence the final flush.
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as exc:
+        # File-system problems with user-given paths (permissions, read-only store, ...).
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"{PROG}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

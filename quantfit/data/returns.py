@@ -1,0 +1,104 @@
+"""``qf.returns``: prices -> per-period returns, optionally in excess of a risk-free rate.
+
+Conventions:
+
+* input is a wide price frame (DatetimeIndex x tickers) or one price Series; prices > 0;
+* returns are per period of the input (daily prices give daily returns), in decimals;
+* **the first row is dropped** (it has no previous price), so the output has one row fewer;
+* **no filling across gaps**: a missing price makes both the return into it and the return
+  out of it NaN, never a zero (pandas ``pct_change(fill_method=None)``);
+* ``rf`` is a per-period rate in decimals (e.g. ``qf.sources.french(...)["RF"]``) aligned by
+  date, or a scalar; every return date must have an ``rf`` value, otherwise ``DataError``
+  (trim or align it yourself: a silently missing rate would bias the excess return). For
+  ``kind="log"`` the rate is turned into a log rate first: excess = log return - log(1 + rf).
+"""
+
+from __future__ import annotations
+
+from numbers import Real
+from typing import Literal, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from quantfit.errors import DataError
+
+Frame = TypeVar("Frame", pd.DataFrame, pd.Series)
+
+
+def _check_prices(prices) -> None:
+    if not isinstance(prices, (pd.DataFrame, pd.Series)):
+        raise DataError(f"prices must be a DataFrame or Series, got {type(prices).__name__}")
+    if not isinstance(prices.index, pd.DatetimeIndex):
+        raise DataError("prices must have a DatetimeIndex (dates as the index)")
+    if prices.index.has_duplicates:
+        raise DataError(f"prices index has duplicate date {prices.index[prices.index.duplicated()][0].date()}")
+    if not prices.index.is_monotonic_increasing:
+        raise DataError("prices index must be sorted by date (call .sort_index() first)")
+    values = prices.to_numpy(dtype="float64", na_value=np.nan)
+    bad = ~np.isnan(values) & ~(np.isfinite(values) & (values > 0))
+    if bad.any():
+        r, *c = np.argwhere(bad.reshape(len(prices), -1))[0]
+        name = prices.columns[c[0]] if isinstance(prices, pd.DataFrame) else prices.name
+        raise DataError(f"price must be positive and finite: {name} on {prices.index[r].date()} "
+                        f"is {values.reshape(len(prices), -1)[r, c[0]]!r}")
+
+
+def _rf_series(rf, index: pd.DatetimeIndex) -> pd.Series:
+    """The risk-free rate per return date (decimals), or DataError when a date has none."""
+    if isinstance(rf, pd.DataFrame):
+        if rf.shape[1] != 1:
+            raise DataError(f"rf must be one column, got {rf.shape[1]}")
+        rf = rf.iloc[:, 0]
+    if isinstance(rf, Real) and not isinstance(rf, bool):
+        if not np.isfinite(rf):
+            raise DataError(f"rf must be finite, got {rf!r}")
+        return pd.Series(float(rf), index=index)
+    if not isinstance(rf, pd.Series):
+        raise DataError(f"rf must be a Series of per-period rates or a number, got {type(rf).__name__}")
+    if not isinstance(rf.index, pd.DatetimeIndex):
+        raise DataError("rf must be indexed by date (DatetimeIndex)")
+    if rf.index.has_duplicates:
+        raise DataError(f"rf has duplicate date {rf.index[rf.index.duplicated()][0].date()}")
+    aligned = pd.to_numeric(rf, errors="coerce").astype("float64").reindex(index)
+    missing = aligned.isna()
+    if missing.any():
+        first = index[missing.to_numpy()][0]
+        raise DataError(f"rf has no value for {int(missing.sum())} of {len(index)} return dates "
+                        f"(first {first.date()}); align or trim rf and the prices to a common range")
+    return aligned
+
+
+def returns(prices: Frame, kind: Literal["simple", "log"] = "simple", rf=None) -> Frame:
+    """Per-period returns of a wide price frame (or one price Series).
+
+    Parameters
+    ----------
+    prices : DataFrame (DatetimeIndex x tickers) or Series of positive prices; NaN = no price.
+    kind : ``"simple"`` (p_t / p_{t-1} - 1) or ``"log"`` (ln p_t - ln p_{t-1}).
+    rf : optional risk-free rate per period in decimals: a Series indexed by date (aligned on
+        the return dates, each of which must be present) or a scalar. When given, returns are
+        excess returns (for ``"log"``: minus ``log1p(rf)``).
+
+    Returns
+    -------
+    Same type as ``prices``, float64, indexed by ``prices.index[1:]`` (the first row is
+    dropped); NaN wherever the price or the previous price is missing.
+    """
+    if kind not in ("simple", "log"):
+        raise DataError(f"kind must be 'simple' or 'log', got {kind!r}")
+    _check_prices(prices)
+    if len(prices) < 2:
+        raise DataError(f"need at least 2 dates to compute returns, got {len(prices)}")
+    px = prices.astype("float64")
+    if kind == "simple":
+        out = px.pct_change(fill_method=None)
+    else:
+        out = np.log(px).diff()
+    out = out.iloc[1:]
+    if rf is not None:
+        rate = _rf_series(rf, out.index)
+        if kind == "log":
+            rate = np.log1p(rate)
+        out = out.sub(rate, axis=0) if isinstance(out, pd.DataFrame) else (out - rate).rename(out.name)
+    return out
