@@ -24,10 +24,9 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 __all__ = ["__version__", "QuantfitError", "DataError", "FitError"]
 
 # --- data layer -------------------------------------------------------------------------
-from quantfit.data import load_sample
+from quantfit.data import PriceStore, load_sample, returns, sources
 
-__all__ += ["load_sample"]
-# (more of the data layer below)
+__all__ += ["sources", "PriceStore", "returns", "load_sample"]
 
 # --- engine and results -----------------------------------------------------------------
 # (filled in by the engine)
