@@ -30,6 +30,13 @@ def _where(source: str | None) -> str:
     return f"{source}: " if source else ""
 
 
+def _show(value) -> str:
+    """repr of a cell value without numpy's type wrapper (``-1.0``, not ``np.float64(-1.0)``)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
+
+
 def _first_bad(mask: np.ndarray, frame: pd.DataFrame, what: str, raw: pd.Series,
                source: str | None) -> DataError:
     """Build a DataError that names the first offending row (ticker, date, value, position)."""
@@ -40,7 +47,7 @@ def _first_bad(mask: np.ndarray, frame: pd.DataFrame, what: str, raw: pd.Series,
     date_txt = date.date().isoformat() if isinstance(date, pd.Timestamp) and not pd.isna(date) else repr(date)
     more = f" (and {len(idx) - 1} more bad rows)" if len(idx) > 1 else ""
     return DataError(f"{_where(source)}{what}: ticker {ticker!s} on {date_txt} "
-                     f"(row {i}) has {raw.iloc[i]!r}{more}")
+                     f"(row {i}) has {_show(raw.iloc[i])}{more}")
 
 
 def parse_dates(raw: pd.Series, source: str | None = None, tickers: pd.Series | None = None) -> pd.Series:
@@ -64,7 +71,7 @@ def parse_dates(raw: pd.Series, source: str | None = None, tickers: pd.Series | 
         n = int(bad.sum())
         more = f" (and {n - 1} more)" if n > 1 else ""
         who = f" for ticker {tickers.iloc[i]!s}" if tickers is not None else ""
-        raise DataError(f"{_where(source)}unparsable or missing date {raw.iloc[i]!r}{who} (row {i}){more}")
+        raise DataError(f"{_where(source)}unparsable or missing date {_show(raw.iloc[i])}{who} (row {i}){more}")
     return parsed.dt.normalize().astype(DATE_DTYPE)
 
 

@@ -41,7 +41,7 @@ def _check_prices(prices) -> None:
         r, *c = np.argwhere(bad.reshape(len(prices), -1))[0]
         name = prices.columns[c[0]] if isinstance(prices, pd.DataFrame) else prices.name
         raise DataError(f"price must be positive and finite: {name} on {prices.index[r].date()} "
-                        f"is {values.reshape(len(prices), -1)[r, c[0]]!r}")
+                        f"is {float(values.reshape(len(prices), -1)[r, c[0]])!r}")
 
 
 def _rf_series(rf, index: pd.DatetimeIndex) -> pd.Series:
