@@ -29,7 +29,10 @@ from quantfit.data import PriceStore, load_sample, returns, sources
 __all__ += ["sources", "PriceStore", "returns", "load_sample"]
 
 # --- engine and results -----------------------------------------------------------------
-# (filled in by the engine)
+from quantfit.fit import fit_rolling
+from quantfit.results import RollingFit
+
+__all__ += ["fit_rolling", "RollingFit"]
 
 # --- adjustments --------------------------------------------------------------------------
 from quantfit import adjust

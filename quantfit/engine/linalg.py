@@ -1,0 +1,154 @@
+"""Batched small-matrix algebra for millions of p×p systems at once (p ≲ 10).
+
+``torch.linalg`` on a batch of a million 2×2 systems spends its time in per-matrix overhead on
+the CPU; here the loops run over the p entries (Python) and each step is one vectorized
+operation over the whole batch (assets × windows). Matrices are logical ``(..., p, p)``
+tensors, vectors logical ``(..., p)``; new ones are allocated parameter-major (see
+``param_empty``) so each entry is a contiguous run of dates.
+
+The Cholesky factorization flags singular windows instead of failing: a pivot that falls to
+``rel_tol`` of its diagonal entry (the column is, to that precision, a combination of the
+previous ones, e.g. a factor with no variance in the window) marks the window as singular and
+is replaced by 1 so the remaining arithmetic stays finite; callers turn flagged windows to NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+def param_empty(batch: tuple[int, ...], p: int, like: Tensor, square: bool = False) -> Tensor:
+    """Uninitialized logical ``(*batch, p)`` (or ``(*batch, p, p)``) tensor, parameter-major.
+
+    Storage is ``(batch[0], p[, p], *batch[1:])`` so that ``v[..., i]`` is contiguous along dates.
+    """
+    lead, rest = batch[:1], batch[1:]
+    dims = (p, p) if square else (p,)
+    t = torch.empty(lead + dims + rest, dtype=like.dtype, device=like.device)
+    nd = len(dims)
+    order = (0,) + tuple(range(1 + nd, 1 + nd + len(rest))) + tuple(range(1, 1 + nd))
+    return t.permute(order)
+
+
+def param_zeros(batch: tuple[int, ...], p: int, like: Tensor) -> Tensor:
+    return param_empty(batch, p, like).zero_()
+
+
+def matvec(M: Tensor, v: Tensor) -> Tensor:
+    """``M @ v`` for logical M (..., p, p) and v (..., p), broadcasting the batch dims."""
+    p = v.shape[-1]
+    batch = torch.broadcast_shapes(M.shape[:-2], v.shape[:-1])
+    out = param_empty(batch, p, v)
+    for i in range(p):
+        o = out[..., i]
+        torch.mul(M[..., i, 0], v[..., 0], out=o)
+        for j in range(1, p):
+            o.addcmul_(M[..., i, j], v[..., j])
+    return out
+
+
+def dot(u: Tensor, v: Tensor) -> Tensor:
+    """``Σ_i u_i v_i`` over the last dim (p vectorized multiply-adds): (...) result."""
+    out = u[..., 0] * v[..., 0]  # already has the broadcast batch shape
+    for i in range(1, u.shape[-1]):
+        out.addcmul_(u[..., i], v[..., i])
+    return out
+
+
+@dataclass
+class Cholesky:
+    """Lower factor of a batch of SPD matrices, entries kept as a list of batch tensors.
+
+    L[i][j] (j <= i) : (...) entry of L;  inv_diag[i] : 1 / L[i][i];  ok : (...) bool, False
+    where the matrix is singular to working precision.
+    """
+
+    L: list[list[Tensor]]
+    inv_diag: list[Tensor]
+    ok: Tensor
+
+    @property
+    def p(self) -> int:
+        return len(self.inv_diag)
+
+
+def cholesky(G: Tensor, rel_tol: float | None = None) -> Cholesky:
+    """Batched Cholesky of logical (..., p, p) symmetric matrices, flagging singular ones."""
+    p = G.shape[-1]
+    if rel_tol is None:
+        rel_tol = torch.finfo(G.dtype).eps ** 0.5
+    one = torch.ones((), dtype=G.dtype, device=G.device)
+    L: list[list[Tensor]] = [[None] * p for _ in range(p)]  # type: ignore[list-item]
+    inv_diag: list[Tensor] = []
+    ok = torch.ones(G.shape[:-2], dtype=torch.bool, device=G.device)
+    for j in range(p):
+        d = G[..., j, j].clone()
+        for k in range(j):
+            d.addcmul_(L[j][k], L[j][k], value=-1.0)
+        good = d > rel_tol * G[..., j, j]
+        good &= torch.isfinite(d)
+        ok &= good
+        d = torch.where(good, d, one).sqrt_()
+        L[j][j] = d
+        inv = torch.reciprocal(d)
+        inv_diag.append(inv)
+        for i in range(j + 1, p):
+            s = G[..., i, j].clone()
+            for k in range(j):
+                s.addcmul_(L[i][k], L[j][k], value=-1.0)
+            L[i][j] = s.mul_(inv)
+    return Cholesky(L, inv_diag, ok)
+
+
+def solve(ch: Cholesky, b: Tensor) -> Tensor:
+    """Solve ``(L Lᵀ) x = b`` for logical b (..., p); returns x (..., p), parameter-major."""
+    p = ch.p
+    v: list[Tensor] = []
+    for i in range(p):  # forward: L v = b
+        if i == 0:
+            s = b[..., 0] * ch.inv_diag[0]
+        else:
+            acc = ch.L[i][0] * v[0]
+            for k in range(1, i):
+                acc.addcmul_(ch.L[i][k], v[k])
+            s = acc.neg_().add_(b[..., i]).mul_(ch.inv_diag[i])
+        v.append(s)
+    batch = torch.broadcast_shapes(v[0].shape, ch.ok.shape)
+    x = param_empty(tuple(batch), p, b)
+    for i in reversed(range(p)):  # backward: Lᵀ x = v
+        if i == p - 1:
+            torch.mul(v[i], ch.inv_diag[i], out=x[..., i])
+            continue
+        acc = ch.L[i + 1][i] * x[..., i + 1]
+        for k in range(i + 2, p):
+            acc.addcmul_(ch.L[k][i], x[..., k])
+        torch.mul(acc.neg_().add_(v[i]), ch.inv_diag[i], out=x[..., i])
+    return x
+
+
+def inverse(ch: Cholesky) -> Tensor:
+    """``(L Lᵀ)⁻¹`` as a logical (..., p, p) tensor (symmetric, parameter-major)."""
+    p = ch.p
+    # Li = L⁻¹ (lower), column by column.
+    Li: list[list[Tensor | None]] = [[None] * p for _ in range(p)]
+    for j in range(p):
+        Li[j][j] = ch.inv_diag[j]
+        for i in range(j + 1, p):
+            s = ch.L[i][j] * Li[j][j]
+            for k in range(j + 1, i):
+                s = s + ch.L[i][k] * Li[k][j]
+            Li[i][j] = -s * ch.inv_diag[i]
+    batch = ch.ok.shape
+    out = param_empty(tuple(batch), p, ch.inv_diag[0], square=True)
+    for i in range(p):
+        for j in range(i, p):
+            s = Li[j][i] * Li[j][j]  # Σ_k Li[k][i] Li[k][j] over k >= j
+            for k in range(j + 1, p):
+                s = s + Li[k][i] * Li[k][j]
+            out[..., i, j] = s
+            if i != j:
+                out[..., j, i] = s
+    return out
