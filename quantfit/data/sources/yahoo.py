@@ -117,7 +117,7 @@ def closes_from_download(data: pd.DataFrame | None, requested: Sequence[str],
 def yfinance(tickers: Iterable[str] | str, start=None, end=None, *, batch_size: int = 100,
              retries: int = 4, backoff: float = 2.0, empty_retries: int = 1,
              downloader: Callable[..., pd.DataFrame] | None = None,
-             sleep: Callable[[float], None] = time.sleep, **download_kwargs) -> pd.DataFrame:
+             sleep: Callable[[float], None] | None = None, **download_kwargs) -> pd.DataFrame:
     """Download adjusted daily closes (and volumes) from Yahoo Finance as a long frame.
 
     Parameters
@@ -129,7 +129,7 @@ def yfinance(tickers: Iterable[str] | str, start=None, end=None, *, batch_size: 
         waits ``backoff * 2**attempt`` seconds between attempts.
     empty_retries : how many more times to ask for tickers that came back empty.
     downloader : a callable with ``yfinance.download``'s signature (default: the real one).
-    sleep : the waiting function (tests pass a recorder).
+    sleep : the waiting function (default ``time.sleep``; tests pass a recorder).
     **download_kwargs : forwarded to the downloader (``threads``, ``timeout``, ``session`` ...).
 
     Returns
@@ -146,6 +146,7 @@ def yfinance(tickers: Iterable[str] | str, start=None, end=None, *, batch_size: 
     if batch_size < 1:
         raise DataError(f"batch_size must be >= 1, got {batch_size}")
     download = downloader or _default_downloader()
+    sleep = sleep or time.sleep
     transient = _transient_errors()
     kwargs = dict(start=start, end=end, auto_adjust=True, actions=False, progress=False,
                   group_by="column", multi_level_index=True)
