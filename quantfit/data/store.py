@@ -324,20 +324,23 @@ class PriceStore:
             order = np.argsort(row_bucket, kind="stable")
             bounds = np.searchsorted(row_bucket[order], np.arange(nb + 1))
 
-            added = replaced = unchanged = 0
-            new_files: dict[str, dict] = {}
             generation = int(manifest["generation"]) + 1
-            for b in range(nb):
-                rows = order[bounds[b]:bounds[b + 1]]
-                if len(rows) == 0:
-                    continue
-                part = clean.iloc[rows]
+
+            def upsert_bucket(b: int):
+                part = clean.iloc[order[bounds[b]:bounds[b + 1]]]
                 entry = manifest["files"].get(str(b))
                 old = self._read_bucket_frame(entry) if entry else None
                 merged, a, r, u = _merge(old, part, has_volume)
-                added, replaced, unchanged = added + a, replaced + r, unchanged + u
-                if a or r:
-                    new_files[str(b)] = self._write_bucket(b, generation, merged)
+                return b, (self._write_bucket(b, generation, merged) if a or r else None), a, r, u
+
+            touched = [b for b in range(nb) if bounds[b + 1] > bounds[b]]
+            # Buckets are independent; parquet encoding releases the GIL, so threads overlap.
+            with ThreadPoolExecutor(max_workers=min(4, len(touched))) as pool:
+                results = list(pool.map(upsert_bucket, touched))
+            added = sum(r[2] for r in results)
+            replaced = sum(r[3] for r in results)
+            unchanged = sum(r[4] for r in results)
+            new_files: dict[str, dict] = {str(b): e for b, e, *_ in results if e is not None}
 
             if new_files:
                 _fsync_dir(self.path / DATA_DIR)
