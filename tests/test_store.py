@@ -304,19 +304,27 @@ def test_sigkill_mid_ingest_leaves_old_or_all_new(crash_case):
 
 
 def test_sigkill_at_random_moments(crash_case):
-    """Kill a real ingest (no hooks) at several delays after it starts: never a mix."""
+    """Kill real ingests (no hooks) at several delays after they start: never a mix."""
     root, old_wide, new_wide, csv_path = crash_case
-    states = []
-    for i, delay in enumerate([0.0, 0.15, 0.4, 0.8]):
+    delays = [0.0, 0.15, 0.4, 0.8]
+    procs = []
+    for i in range(len(delays)):  # start all children first: their imports overlap
         d = root / f"t-{i}"
         shutil.copytree(root / "base", d)
-        p = subprocess.Popen([sys.executable, "-c", CHILD, "timed", str(d), str(csv_path)],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs.append((d, subprocess.Popen([sys.executable, "-c", CHILD, "timed", str(d), str(csv_path)],
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True)))
+    for d, p in procs:
         assert p.stdout.readline().strip() == "ready", p.stderr.read()
+    t0 = time.monotonic()
+    for d, p in procs:
         p.stdin.write("go\n")
         p.stdin.flush()
-        time.sleep(delay)
+    for delay, (d, p) in zip(delays, procs):
+        time.sleep(max(0.0, t0 + delay - time.monotonic()))
         p.kill()
+    states = []
+    for d, p in procs:
         p.communicate(timeout=60)
         states.append(_check_recovered(d, old_wide, new_wide))
     assert states[0] == "old"  # killed right at the start: nothing can have been committed
