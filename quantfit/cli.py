@@ -4,6 +4,7 @@
     quantfit ingest csv PATH             [--store DIR]
     quantfit ingest yfinance TICKER...   [--start D] [--end D] [--store DIR]
     quantfit prices [--store DIR] [--tickers T ...] [--start D] [--end D] [--tail N]
+    quantfit report --out DIR [--title TEXT]
 
 Exit codes: 0 success; 1 done with warnings (e.g. some yfinance tickers returned nothing,
 listed on stderr); 2 user error (bad file, tickers, dates, arguments), reported as one line
@@ -153,8 +154,27 @@ def register_prices(subparsers) -> None:
     p.set_defaults(func=_prices)
 
 
+# ----------------------------------------------------------------------------- report
+def _report(args) -> int:
+    import quantfit as qf
+    from pathlib import Path
+    fit = qf.read_results(args.out)
+    index = qf.report.write_html(fit, Path(args.out) / "report", title=args.title)
+    print(index)
+    return 0
+
+
+def register_report(subparsers) -> None:
+    p = subparsers.add_parser("report", help="write the HTML report of the nightly job's results",
+                              description="Read the results the nightly job wrote to DIR "
+                                          "(qf.read_results) and write DIR/report/index.html.")
+    p.add_argument("--out", required=True, metavar="DIR", help="the nightly job's output folder")
+    p.add_argument("--title", default=None, help="page title (default: quantfit report)")
+    p.set_defaults(func=_report)
+
+
 #: Subcommand registrars, in help order. Later commands (refresh, report, bench) append here.
-COMMANDS: list[Callable] = [register_ingest, register_prices]
+COMMANDS: list[Callable] = [register_ingest, register_prices, register_report]
 
 
 def build_parser() -> argparse.ArgumentParser:
