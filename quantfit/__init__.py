@@ -38,3 +38,8 @@ __all__ += ["fit_rolling", "RollingFit"]
 from quantfit import adjust
 
 __all__ += ["adjust"]
+
+# --- report -----------------------------------------------------------------------------
+from quantfit import report
+
+__all__ += ["report"]
