@@ -36,7 +36,6 @@ Guarantees:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import time
@@ -52,6 +51,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from quantfit._atomic import exclusive_lock, fsync_dir, remove_temp_files, write_json_atomic
 from quantfit.data.frames import DATE_DTYPE, day_numbers, row_keys, validate_long
 from quantfit.errors import DataError
 
@@ -108,14 +108,6 @@ def bucket_of(ticker: str, buckets: int) -> int:
     return zlib.crc32(ticker.encode("utf-8")) % buckets
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class PriceStore:
     """A directory of parquet files holding daily prices for many tickers (see module doc).
 
@@ -158,23 +150,13 @@ class PriceStore:
 
     def _commit_manifest(self, manifest: dict) -> None:
         """Atomically replace the manifest: temp file, fsync, rename, fsync directory."""
-        tmp = self.path / f"{MANIFEST}.tmp-{uuid.uuid4().hex}"
-        with open(tmp, "w") as fh:
-            json.dump(manifest, fh, separators=(",", ":"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path / MANIFEST)  # the commit point
-        _fsync_dir(self.path)
+        write_json_atomic(self.path / MANIFEST, manifest)
 
     @contextlib.contextmanager
     def _write_lock(self) -> Iterator[None]:
         (self.path / DATA_DIR).mkdir(parents=True, exist_ok=True)
-        with open(self.path / LOCK_FILE, "a+") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        with exclusive_lock(self.path / LOCK_FILE):
+            yield
 
     def _remove_orphans(self, manifest: dict | None) -> None:
         """Delete files no committed manifest names (left by killed writers). Lock held."""
@@ -183,10 +165,7 @@ class PriceStore:
             if entry.name not in live:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
-        for entry in os.scandir(self.path):
-            if entry.name.startswith(f"{MANIFEST}.tmp-"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
+        remove_temp_files(self.path, MANIFEST)
 
     # ----------------------------------------------------------------------------- reading
     def tickers(self) -> list[str]:
@@ -343,7 +322,7 @@ class PriceStore:
             new_files: dict[str, dict] = {str(b): e for b, e, *_ in results if e is not None}
 
             if new_files:
-                _fsync_dir(self.path / DATA_DIR)
+                fsync_dir(self.path / DATA_DIR)
                 superseded = [manifest["files"][b]["file"] for b in new_files if b in manifest["files"]]
                 manifest = dict(manifest, generation=generation,
                                 files={**manifest["files"], **new_files})

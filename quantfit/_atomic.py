@@ -1,0 +1,81 @@
+"""Crash-safe file primitives shared by the price store and the result sets.
+
+* ``fsync_dir(path)``: make a directory's entries (new names, renames) durable;
+* ``write_json_atomic(path, obj)``: temp file in the same directory, fsync, ``os.replace``,
+  fsync the directory: readers see the old file or the new one, never half of one;
+* ``exclusive_lock(lock_path)``: an ``fcntl.flock`` held for the ``with`` block, so writers
+  (threads or processes) on the same directory are serialized.
+
+Temp files are named ``<name>.tmp-<uuid>`` so that a writer can delete those left by a killed
+predecessor (see ``TMP_INFIX``). POSIX only (``fcntl``), like the rest of quantfit's storage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+#: Temp files of ``write_json_atomic`` are ``<target name><TMP_INFIX><hex>``.
+TMP_INFIX = ".tmp-"
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """fsync a directory, so the names created or renamed in it survive a power loss."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, **dump_kwargs) -> None:
+    """Atomically replace ``path`` with ``obj`` as JSON: temp file, fsync, rename, fsync dir.
+
+    ``dump_kwargs`` go to ``json.dump`` (default: compact separators).
+    """
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}{TMP_INFIX}{uuid.uuid4().hex}")
+    dump_kwargs.setdefault("separators", (",", ":"))
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, **dump_kwargs)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)  # the commit point
+    fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_path: str | os.PathLike,
+                   on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path`` (created if needed) for the block.
+
+    ``on_wait`` is called once if another holder makes us wait (e.g. to log it); the lock is
+    then awaited without a timeout, like a second cron run queueing behind the first.
+    """
+    with open(lock_path, "a+") as fh:
+        if on_wait is None:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        else:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                on_wait()
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def remove_temp_files(directory: str | os.PathLike, target_name: str) -> None:
+    """Delete temp files of ``write_json_atomic(directory / target_name)`` left by killed writers."""
+    prefix = f"{target_name}{TMP_INFIX}"
+    for entry in os.scandir(directory):
+        if entry.name.startswith(prefix):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
