@@ -20,6 +20,7 @@ from __future__ import annotations
 from os import PathLike
 from typing import Mapping, Sequence
 
+import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -112,12 +113,14 @@ def plot_convergence(histories: Mapping[str, Sequence[float] | pd.Series],
         are left out rather than drawn at an invented floor.
     title, path : figure title; optional ``.png`` / ``.svg`` file to save to.
 
-    Returns a Figure with one Axes, one line (with markers) per solver, in mapping order.
+    Returns a Figure with one Axes, one line (with markers) per solver, in mapping order; the
+    iteration axis is logarithmic when a history runs past 50 iterations.
     """
     if not histories:
         raise FitError("histories is empty: pass {solver name: losses per iteration}")
     fig = new_figure(8.0, 4.8)
     ax = fig.add_subplot()
+    last = 1.0
     for name, h in histories.items():
         if isinstance(h, pd.Series):
             it, val = np.asarray(h.index, dtype=float), h.to_numpy(dtype=float)
@@ -130,8 +133,14 @@ def plot_convergence(histories: Mapping[str, Sequence[float] | pd.Series],
             val = val - float(optimum)
         val = np.where(val > 0, val, np.nan)  # log scale: nothing to draw at or below zero
         ax.plot(it, val, marker="o", ms=3, lw=1.5, label=str(name))
+        last = max(last, float(np.nanmax(it)) if len(it) else 1.0)
     ax.set_yscale("log")
-    ax.set_xscale("log")
+    if last > 50:  # solvers that differ by orders of magnitude in iterations
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(mticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(mticker.NullFormatter())
+    else:
+        ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
     ax.set_xlabel("iteration")
     ax.set_ylabel("mean window loss − optimum" if optimum is not None else "mean window loss")
     ax.set_title(title or "Solver convergence (mean ½·RSS per window)")
