@@ -154,6 +154,51 @@ class RollingFit:
         })
         return frame
 
+    @classmethod
+    def from_frame(cls, tidy: pd.DataFrame, *, index: pd.Index | None = None,
+                   assets: pd.Index | None = None, terms: list[str] | None = None,
+                   settings: dict[str, Any] | None = None) -> RollingFit:
+        """Rebuild a fit from its tidy long form (the inverse of ``to_frame``).
+
+        ``tidy`` needs ``date, asset, term, estimate, std_error, r2, resid_vol, nobs``
+        (``t_stat`` is recomputed); optional ``converged`` and ``n_iter`` columns are used when
+        present, otherwise ``converged`` is True where there is an estimate and ``n_iter`` 0.
+        ``index`` / ``assets`` / ``terms`` default to the sorted dates and assets of the rows and
+        their terms (``"alpha"`` first); pass them to keep dates or assets without any row.
+        Windows absent from ``tidy`` are NaN (``nobs`` 0).
+        """
+        need = ["date", "asset", "term", "estimate", "std_error", "r2", "resid_vol", "nobs"]
+        missing = [c for c in need if c not in tidy.columns]
+        if missing:
+            raise FitError(f"from_frame: tidy frame lacks column(s) {missing}")
+        if index is None:
+            index = pd.DatetimeIndex(pd.unique(tidy["date"]), name="date").sort_values()
+        if assets is None:
+            assets = pd.Index(sorted(pd.unique(tidy["asset"])), dtype=object, name="asset")
+        if terms is None:
+            found = [str(t) for t in pd.unique(tidy["term"])]
+            terms = (["alpha"] if "alpha" in found else []) + [t for t in found if t != "alpha"]
+        p, A, T = len(terms), len(assets), len(index)
+        ti = index.get_indexer(pd.Index(tidy["date"]))
+        ai = assets.get_indexer(pd.Index(tidy["asset"]))
+        ki = pd.Index(terms).get_indexer(pd.Index(tidy["term"]))
+        if (ti < 0).any() or (ai < 0).any() or (ki < 0).any():
+            raise FitError("from_frame: rows do not match the given dates/assets/terms")
+        coef = np.full((p, A, T), np.nan)
+        stderr = np.full((p, A, T), np.nan)
+        coef[ki, ai, ti] = tidy["estimate"].to_numpy(float)
+        stderr[ki, ai, ti] = tidy["std_error"].to_numpy(float)
+        stats = {"r2": np.full((A, T), np.nan), "resid_vol": np.full((A, T), np.nan),
+                 "nobs": np.zeros((A, T), np.int32), "converged": np.zeros((A, T), bool),
+                 "n_iter": np.zeros((A, T), np.int32)}
+        for k in ("r2", "resid_vol", "nobs", "converged", "n_iter"):
+            if k in tidy.columns:
+                stats[k][ai, ti] = tidy[k].to_numpy(stats[k].dtype)
+        if "converged" not in tidy.columns:
+            stats["converged"] = np.isfinite(coef[0])
+        return cls(index=index, assets=assets, terms=terms, coef=coef, stderr=stderr,
+                   settings=settings, **stats)
+
     def to_parquet(self, path: str | PathLike) -> None:
         """Write the fit (every window with a valid row) to one parquet file."""
         import pyarrow as pa
