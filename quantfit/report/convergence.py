@@ -137,7 +137,7 @@ def plot_convergence(histories: Mapping[str, Sequence[float] | pd.Series],
     ax.set_yscale("log")
     if last > 50:  # solvers that differ by orders of magnitude in iterations
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(mticker.ScalarFormatter())
+        ax.xaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
         ax.xaxis.set_minor_formatter(mticker.NullFormatter())
     else:
         ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
