@@ -120,6 +120,8 @@ def test_plot_fit_bad_inputs(data):
         report.plot_fit(y, x, "META", end="2012-06-30", robust=False)  # listed 2012-05-18
     with pytest.raises(qf.FitError, match="before y's first date"):
         report.plot_fit(y, x, "AAPL", end="1980-01-01", robust=False)
+    with pytest.raises(qf.FitError, match="bad end date 'soon'"):
+        report.plot_fit(y, x, "AAPL", end="soon", robust=False)
     with pytest.raises(qf.FitError, match="one factor"):
         report.plot_fit(y, pd.DataFrame({"a": x, "b": x}), "AAPL", robust=False)
 

@@ -148,7 +148,11 @@ def plot_fit(y: pd.DataFrame | pd.Series, x: pd.DataFrame | pd.Series, asset, en
     xs_all = X[factor].reindex(Y.index)
     last = len(Y) - 1
     if end is not None:
-        last = int(Y.index.searchsorted(pd.Timestamp(end), side="right")) - 1
+        try:
+            end = pd.Timestamp(end)
+        except (TypeError, ValueError):
+            raise FitError(f"bad end date {end!r}") from None
+        last = int(Y.index.searchsorted(end, side="right")) - 1
         if last < 0:
             raise FitError(f"end={end} is before y's first date {Y.index[0]}")
     first = max(0, last - int(window) + 1)
