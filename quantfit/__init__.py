@@ -43,3 +43,8 @@ __all__ += ["adjust"]
 from quantfit import report
 
 __all__ += ["report"]
+
+# --- nightly results (written by `quantfit refresh`) ---------------------------------------
+from quantfit.results_store import read_betas, read_results
+
+__all__ += ["read_betas", "read_results"]

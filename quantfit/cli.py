@@ -4,6 +4,7 @@
     quantfit ingest csv PATH             [--store DIR]
     quantfit ingest yfinance TICKER...   [--start D] [--end D] [--store DIR]
     quantfit prices [--store DIR] [--tickers T ...] [--start D] [--end D] [--tail N]
+    quantfit refresh [--store DIR] [--out DIR] [--universe T,..|FILE] [--config FILE] ...
     quantfit report --out DIR [--title TEXT]
 
 Exit codes: 0 success; 1 done with warnings (e.g. some yfinance tickers returned nothing,
@@ -173,8 +174,19 @@ def register_report(subparsers) -> None:
     p.set_defaults(func=_report)
 
 
-#: Subcommand registrars, in help order. Later commands (refresh, report, bench) append here.
-COMMANDS: list[Callable] = [register_ingest, register_prices, register_report]
+# ----------------------------------------------------------------------------- refresh
+def register_refresh(subparsers) -> None:
+    from quantfit.refresh import add_arguments, run_cli  # the job's logic lives there
+    p = subparsers.add_parser(
+        "refresh", help="the nightly job: (update prices,) fit rolling betas, write results + report",
+        description="Fit rolling betas of the universe and write them under --out (incremental, "
+                    "idempotent, atomic). Exit codes: 0 done, 1 done with warnings, 2 user error.")
+    add_arguments(p)
+    p.set_defaults(func=run_cli)
+
+
+#: Subcommand registrars, in help order. Later commands (bench) append here.
+COMMANDS: list[Callable] = [register_ingest, register_prices, register_refresh, register_report]
 
 
 def build_parser() -> argparse.ArgumentParser:
