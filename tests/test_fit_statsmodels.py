@@ -113,3 +113,20 @@ def test_nan_holes_are_dropped_only_inside_their_window(data, references):
     valid = (y.notna() & factors["SPY"].notna().to_numpy()[:, None]).astype(int)
     expected = valid.rolling(126, min_periods=1).sum().astype(int)
     pd.testing.assert_frame_equal(fit.nobs.astype(int), expected, check_names=False)
+
+
+@pytest.mark.parametrize("solver", ["gd", "adam", "lbfgs"])
+@pytest.mark.parametrize("case", ["1f-w126-min40", "3f-w252-min200", "3f-expanding"])
+def test_first_order_solvers_match_statsmodels(data, references, case, solver):
+    """Cold-start first-order solvers reach the statsmodels β within 1e-5 and report it."""
+    ref = references[case]
+    fit = _fit(data, case, solver=solver)
+    factors = CASES[case][0]
+    for f in factors:
+        pd.testing.assert_frame_equal(fit.coef(f).isna(), ref[f].isna(), check_names=False)
+        _assert_close(fit.coef(f), ref[f], 1e-5, f"{case} {solver} beta {f}")
+    est = fit.coef(factors[0]).notna()
+    assert fit.converged[est].all().all(), f"{solver}: some estimated windows did not converge"
+    assert not fit.converged[~est].any().any()
+    iters = fit.n_iter.to_numpy()[est.to_numpy()]
+    assert iters.min() >= 1 and iters.max() <= {"gd": 1000, "adam": 1000, "lbfgs": 200}[solver]

@@ -12,6 +12,9 @@ import torch
 
 #: Working-memory budget per chunk when the caller gives none (bytes).
 CPU_CHUNK_BUDGET = 768 * 2**20
+#: On the CPU, elementwise passes are much faster when one (assets × dates) slice of the chunk
+#: stays in cache: aim for about this many elements per slice (~2 MB in float64).
+CPU_CACHE_ELEMENTS = 2**18
 GPU_CHUNK_FRACTION = 0.25  # of the free device memory
 
 
@@ -52,12 +55,13 @@ def auto_chunk(
     n_assets: int, n_dates: int, n_params: int, dtype: torch.dtype, device: torch.device,
     iterative: bool,
 ) -> int:
-    """Assets per chunk so that one chunk's working memory stays within the budget."""
+    """Assets per chunk: within the memory budget and, on the CPU, cache-sized."""
     itemsize = torch.empty((), dtype=dtype).element_size()
     per_asset = bytes_per_asset(n_dates, n_params, itemsize, iterative)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         budget = int(free * GPU_CHUNK_FRACTION)
-    else:
-        budget = CPU_CHUNK_BUDGET
-    return int(max(1, min(n_assets, budget // max(per_asset, 1))))
+        return int(max(1, min(n_assets, budget // max(per_asset, 1))))
+    by_memory = CPU_CHUNK_BUDGET // max(per_asset, 1)
+    by_cache = max(8, CPU_CACHE_ELEMENTS // max(n_dates, 1))
+    return int(max(1, min(n_assets, by_memory, by_cache)))

@@ -106,26 +106,20 @@ def cholesky(G: Tensor, rel_tol: float | None = None) -> Cholesky:
 def solve(ch: Cholesky, b: Tensor) -> Tensor:
     """Solve ``(L Lᵀ) x = b`` for logical b (..., p); returns x (..., p), parameter-major."""
     p = ch.p
+    batch = tuple(torch.broadcast_shapes(b.shape[:-1], ch.ok.shape))
+    x = param_empty(batch, p, b)
     v: list[Tensor] = []
-    for i in range(p):  # forward: L v = b
-        if i == 0:
-            s = b[..., 0] * ch.inv_diag[0]
-        else:
-            acc = ch.L[i][0] * v[0]
-            for k in range(1, i):
-                acc.addcmul_(ch.L[i][k], v[k])
-            s = acc.neg_().add_(b[..., i]).mul_(ch.inv_diag[i])
-        v.append(s)
-    batch = torch.broadcast_shapes(v[0].shape, ch.ok.shape)
-    x = param_empty(tuple(batch), p, b)
+    for i in range(p):  # forward: L v = b  (v[i] = (b_i − Σ_k L_ik v_k) / L_ii)
+        s = b[..., i]
+        for k in range(i):
+            s = torch.addcmul(s, ch.L[i][k], v[k], value=-1.0)
+        v.append(s * ch.inv_diag[i] if i > 0 or s.shape == batch else
+                 (s * ch.inv_diag[i]).expand(batch))
     for i in reversed(range(p)):  # backward: Lᵀ x = v
-        if i == p - 1:
-            torch.mul(v[i], ch.inv_diag[i], out=x[..., i])
-            continue
-        acc = ch.L[i + 1][i] * x[..., i + 1]
-        for k in range(i + 2, p):
-            acc.addcmul_(ch.L[k][i], x[..., k])
-        torch.mul(acc.neg_().add_(v[i]), ch.inv_diag[i], out=x[..., i])
+        s = v[i]
+        for k in range(i + 1, p):
+            s = torch.addcmul(s, ch.L[k][i], x[..., k], value=-1.0)
+        torch.mul(s, ch.inv_diag[i], out=x[..., i])
     return x
 
 

@@ -140,28 +140,32 @@ def window_moments(
     p = k + int(intercept)
     Tp = _pad_len(T, window)
     dt, dev = y.dtype, y.device
-    y_ok = torch.isfinite(y) & x_valid
-    shared = bool(torch.equal(y_ok, x_valid.expand_as(y_ok)))
-    m = x_valid[None, :] if shared else y_ok  # (B, T)
-    B = m.shape[0]
-
     x0 = torch.where(x_valid[:, None], x, torch.zeros((), dtype=dt, device=dev)).T  # (k, T)
     z = [None] * p  # z[i]: (T,) design column, None = the intercept's 1
     for j in range(k):
         z[j + int(intercept)] = x0[j]
-    y0 = torch.where(y_ok, y, torch.zeros((), dtype=dt, device=dev))  # (A, T)
-
     # Per-asset series: z_i·y (p), y·y, and y alone when there is no intercept column.
     n_ay = p + 1 + int(not intercept)
-    ay = torch.zeros((A, n_ay, Tp), dtype=dt, device=dev)
+    ay = torch.empty((A, n_ay, Tp), dtype=dt, device=dev)
+    ay[..., T:] = 0.0
+    y0 = ay[:, 0 if intercept else p + 1, :T]  # y, missing rows zeroed (= z_0·y with intercept)
+    zero = torch.zeros((), dtype=dt, device=dev)
+    # The rows are shared when y has no missing value where x has none; one reduction decides
+    # (a sum is finite exactly when every term is).
+    if bool(x_valid.all()):
+        y0.copy_(y)
+    else:
+        torch.where(x_valid, y, zero, out=y0)
+    shared = bool(torch.isfinite(y0.sum()))
+    y_ok = x_valid[None, :] if shared else (y - y == 0) & x_valid  # finite; NaN/±inf missing
+    if not shared:
+        torch.where(y_ok, y, zero, out=y0)
+    m = y_ok  # (B, T)
+    B = m.shape[0]
     for i in range(p):
-        if z[i] is None:
-            ay[:, i, :T] = y0
-        else:
+        if z[i] is not None:
             torch.mul(y0, z[i], out=ay[:, i, :T])
     torch.mul(y0, y0, out=ay[:, p, :T])
-    if not intercept:
-        ay[:, p + 1, :T] = y0
     window_sum_(ay, window, decay)
 
     # Gram triangle + weighted count, per asset or shared; then the unweighted count.

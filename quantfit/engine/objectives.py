@@ -4,12 +4,14 @@ An objective owns the data of all windows and answers, for parameters ``theta`` 
 ``(A, T, p)`` (assets × windows × parameters):
 
 * ``value_and_grad(theta) -> (loss (A, T), grad (A, T, p))``
-* ``grad(theta | None)`` (``None`` = the cold start θ = 0, which may be cheaper)
+* ``grad(theta | None)`` (``None`` = the cold start θ = 0, which may be cheaper) and
+  ``neg_grad(theta | None)`` (−grad; may be a view of the objective's data: do not modify)
 * ``hessian(theta) -> (B, T, p, p)`` for Newton (``B`` is ``A`` or 1 when shared)
 * ``curvature() -> (diag (B, T, p), lip (B, T))``: the Jacobi preconditioner (a positive
   per-window diagonal D) and an upper bound on the largest eigenvalue of ``D^-1/2 H D^-1/2``,
   which is all the first-order solvers need to choose safe steps.
 * ``loss_scale (A, T)``: the loss at θ = 0, which makes tolerances relative (scale-free).
+* ``active (B, T)`` bool: the windows to solve (enough rows); solvers treat the others as done.
 * ``quadratic``: True when one Newton step from anywhere is exact.
 
 Solvers (``solvers.py``) only use this protocol, so a new loss is one new class here and a
@@ -32,12 +34,15 @@ from quantfit.engine.moments import WindowMoments
 class Objective(Protocol):
     quadratic: bool
     loss_scale: Tensor  # (A, T)
+    active: Tensor  # (B, T) bool
 
     def value_and_grad(self, theta: Tensor) -> tuple[Tensor, Tensor]: ...
 
     def value(self, theta: Tensor) -> Tensor: ...
 
     def grad(self, theta: Tensor | None) -> Tensor: ...
+
+    def neg_grad(self, theta: Tensor | None) -> Tensor: ...
 
     def hessian(self, theta: Tensor | None) -> Tensor: ...
 
@@ -51,25 +56,19 @@ class SquaredLoss:
     grad(θ) = G θ − zy                                              (A, T, p)
     hessian = G                                                     (B, T, p, p)
 
-    Each evaluation costs O(A · T · p²) whatever the window length. ``usable`` (A|1, T) marks
-    windows with enough rows; the others get an identity Gram and zero data so every solver
-    runs on them without producing inf/NaN (their results are discarded by the caller).
+    Each evaluation costs O(A · T · p²) whatever the window length. ``active`` (B, T) marks
+    the windows with enough rows. Windows without rows have all-zero moments, which every
+    solver handles without inf/NaN (singular Grams are flagged by the Cholesky).
     """
 
     quadratic = True
 
-    def __init__(self, mom: WindowMoments, usable: Tensor):
-        p = mom.gram.shape[-1]
+    def __init__(self, mom: WindowMoments, active: Tensor):
         self.gram = mom.gram
         self.zy = mom.zy
         self.yy = mom.yy
-        if not bool(usable.all()):
-            eye = torch.eye(p, dtype=mom.gram.dtype, device=mom.gram.device)
-            u = usable[..., None]
-            self.gram = torch.where(u[..., None], mom.gram, eye)
-            self.zy = torch.where(u, mom.zy, 0.0)
-            self.yy = torch.where(usable, mom.yy, 1.0)
-        self.p = p
+        self.p = mom.gram.shape[-1]
+        self.active = active
         self.loss_scale = 0.5 * self.yy
 
     def grad(self, theta: Tensor | None) -> Tensor:
@@ -77,6 +76,9 @@ class SquaredLoss:
             return -self.zy
         g = matvec(self.gram, theta)
         return g.sub_(self.zy)
+
+    def neg_grad(self, theta: Tensor | None) -> Tensor:
+        return self.zy if theta is None else self.grad(theta).neg_()
 
     def value_and_grad(self, theta: Tensor) -> tuple[Tensor, Tensor]:
         g = self.grad(theta)

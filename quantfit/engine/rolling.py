@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from quantfit.engine.device import auto_chunk
-from quantfit.engine.linalg import cholesky, dot, inverse
+from quantfit.engine.linalg import cholesky, inverse
 from quantfit.engine.moments import decay_from_halflife, window_moments
 from quantfit.engine.objectives import SquaredLoss
 from quantfit.engine.solvers import run_solver
@@ -145,30 +145,48 @@ def _fit_chunk(y, x, x_valid, M, spec, decay, exact, out, a0, a1) -> None:
     if not exact and y.dtype != torch.float64:
         y, my, sy = _y_standardize(y, torch.isfinite(y) & x_valid, spec.intercept)
     mom = window_moments(y, x, x_valid, spec.window, decay, spec.intercept)
-    usable = (mom.nobs >= spec.min_obs) & (mom.sw > 0)
+    usable = (mom.nobs >= spec.min_obs) & (mom.sw > 0)  # (B, T)
     obj = LOSSES[spec.loss](mom, usable)
     sol = run_solver(spec.solver, obj, spec.tol, spec.max_iter)
     theta = sol.theta
     ch = sol.chol if sol.chol is not None else cholesky(obj.hessian(None))
     ginv = inverse(ch)  # (B, T, p, p), of ZᵀWZ in the working coordinates
 
-    if spec.solver == "newton" and obj.quadratic:
-        rss = torch.sub(obj.yy, dot(theta, obj.zy))  # exact optimum: RSS = yy − θ·zy
+    if sol.chol is not None and obj.quadratic:  # at the exact optimum RSS = yy − θ·zy
+        rss = torch.addcmul(mom.yy, theta[..., 0], mom.zy[..., 0], value=-1.0)
+        for i in range(1, p):
+            rss.addcmul_(theta[..., i], mom.zy[..., i], value=-1.0)
     else:
-        rss = 2.0 * obj.value(theta)
+        rss = obj.value(theta).mul_(2.0)
     rss.clamp_min_(0.0)
-    nobs = mom.nobs
-    dof = nobs - p
-    s2 = torch.where(dof > 0, rss / dof.clamp_min(1.0), torch.nan)
+    dof = mom.nobs - p  # (B, T)
+    inv_dof = torch.where(dof > 0, 1.0 / dof.clamp_min(1.0), torch.nan)
     sw = mom.sw
-    tss = mom.yy - mom.sy.square() / torch.where(sw > 0, sw, 1.0)
-    r2 = torch.where(tss > 0, 1.0 - rss / tss.where(tss > 0, 1.0), torch.nan)
-    estimate = usable & ch.ok & ~sol.diverged  # (A, T)
+    tss = torch.addcdiv(mom.yy, mom.sy.square(), torch.where(sw > 0, sw, 1.0), value=-1.0)
+    # (B, T) or (A, T): windows with an estimate
+    estimate = (usable & ch.ok) if not bool(sol.diverged.any()) else (usable & ch.ok & ~sol.diverged)
+    to_host = theta.device.type != "cpu"
+    nan = torch.tensor(float("nan"), dtype=torch.float64, device=theta.device)
+
+    def emit(dst: Tensor, value: Tensor, mask: Tensor = estimate) -> None:
+        # NaN outside the estimated windows, written straight into the host output.
+        if to_host or value.dtype != dst.dtype:
+            dst.copy_(torch.where(mask, value, nan.to(value.dtype)))
+        else:
+            torch.where(mask, value, nan, out=dst)
+
+    # R² is scale-free: take it in the working coordinates, before rss becomes σ².
+    tss_ok = tss > 0
+    r2 = torch.addcdiv(torch.ones((), dtype=rss.dtype, device=rss.device), rss,
+                       tss.masked_fill_(~tss_ok, 1.0), value=-1.0)
+    emit(out.r2[a0:a1], r2, estimate & tss_ok)
+    del r2
 
     # Back to the original units (float64; a no-op for exact newton).
     f64 = torch.float64
-    theta, s2, ginv = theta.to(f64), s2.to(f64), ginv.to(f64)
+    s2 = rss.mul_(inv_dof)
     if M is not None:
+        theta, s2, ginv = theta.to(f64), s2.to(f64), ginv.to(f64)
         Md = M.to(theta.device)
         coefs = [sum(Md[i, j] * theta[..., j] for j in range(p) if Md[i, j] != 0) for i in range(p)]
         vdiag = [
@@ -179,21 +197,19 @@ def _fit_chunk(y, x, x_valid, M, spec, decay, exact, out, a0, a1) -> None:
     else:
         coefs = [theta[..., i] for i in range(p)]
         vdiag = [ginv[..., i, i] for i in range(p)]
-    scale2 = 1.0
     if sy is not None:
         syd = sy.to(f64)[:, None]
         coefs = [c * syd for c in coefs]
         if spec.intercept:
             coefs[0] = coefs[0] + my.to(f64)[:, None]
-        scale2 = syd.square()
-    nan = torch.tensor(float("nan"), dtype=f64, device=theta.device)
-    s2 = s2 * scale2
+        s2 = s2 * syd.square()
     for i in range(p):
-        out.coef[i, a0:a1].copy_(torch.where(estimate, coefs[i], nan))
-        se = (s2 * vdiag[i]).clamp_min_(0.0).sqrt_()
-        out.stderr[i, a0:a1].copy_(torch.where(estimate, se, nan))
-    out.r2[a0:a1].copy_(torch.where(estimate, r2.to(f64), nan))
-    out.resid_vol[a0:a1].copy_(torch.where(estimate, s2.sqrt(), nan))
-    out.nobs[a0:a1].copy_(nobs.expand_as(estimate).round().to(torch.int32))
+        emit(out.coef[i, a0:a1], coefs[i])
+        var = s2 * vdiag[i]
+        if M is not None:  # a transformed quadratic form may round below zero
+            var.clamp_min_(0.0)
+        emit(out.stderr[i, a0:a1], var.sqrt_())
+    emit(out.resid_vol[a0:a1], s2.sqrt_() if s2.dtype == f64 else s2.sqrt())
+    out.nobs[a0:a1].copy_(mom.nobs.expand(a1 - a0, -1))
     out.converged[a0:a1].copy_(sol.converged & estimate)
     out.n_iter[a0:a1].copy_(torch.where(estimate, sol.n_iter, 0))
