@@ -6,6 +6,7 @@
     quantfit prices [--store DIR] [--tickers T ...] [--start D] [--end D] [--tail N]
     quantfit refresh [--store DIR] [--out DIR] [--universe T,..|FILE] [--config FILE] ...
     quantfit report --out DIR [--title TEXT]
+    quantfit bench [--tiny|--quick|--full] [--device D] [--json PATH] [--scaling] ...
 
 Exit codes: 0 success; 1 done with warnings (e.g. some yfinance tickers returned nothing,
 listed on stderr); 2 user error (bad file, tickers, dates, arguments), reported as one line
@@ -185,8 +186,20 @@ def register_refresh(subparsers) -> None:
     p.set_defaults(func=run_cli)
 
 
-#: Subcommand registrars, in help order. Later commands (bench) append here.
-COMMANDS: list[Callable] = [register_ingest, register_prices, register_refresh, register_report]
+# ----------------------------------------------------------------------------- bench
+def register_bench(subparsers) -> None:
+    from quantfit.bench.cli import add_arguments, run_cli  # the benchmark lives there
+    p = subparsers.add_parser(
+        "bench", help="benchmark quantfit against pandas, statsmodels, polars-ols, a torch loop",
+        description="Time quantfit's solvers and the peers on one synthetic workload with known "
+                    "betas; print a markdown table (peers need pip install 'quantfit[bench]').")
+    add_arguments(p)
+    p.set_defaults(func=run_cli)
+
+
+#: Subcommand registrars, in help order.
+COMMANDS: list[Callable] = [register_ingest, register_prices, register_refresh, register_report,
+                            register_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

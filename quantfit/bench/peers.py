@@ -107,8 +107,10 @@ def quantfit_fit(work: Workload, opts: Options, solver: str | None = None,
     def run():
         return qf.fit_rolling(work.y, work.x, **kw)
 
-    def warmup():  # a few assets: loads kernels and thread pools, allocates little
-        return qf.fit_rolling(work.y.iloc[:, :4], work.x, **kw)
+    def warmup():
+        # Up to 64 assets: big enough that torch starts its intra-op thread pool (tensors past
+        # the parallel grain size) and loads every kernel, small next to the timed call.
+        return qf.fit_rolling(work.y.iloc[:, :64], work.x, **kw)
 
     def betas(fit) -> np.ndarray:
         return fit.beta.to_numpy()
@@ -294,6 +296,10 @@ METHODS: dict[str, Callable[[Workload, Options], Job]] = {
     "quantfit huber": lambda w, o: quantfit_fit(w, o, loss="huber"),
     "torch loop (one regression at a time)": torch_loop,
 }
+
+#: Short names for the command line (``quantfit bench --rows newton,pandas``).
+ROW_KEYS = dict(zip(("newton", "gd", "adam", "pandas", "rollingols", "polars", "rlm", "huber",
+                     "torchloop"), METHODS))
 
 PANDAS = "pandas rolling cov/var"
 RLM = "statsmodels RLM Huber (loop over windows)"

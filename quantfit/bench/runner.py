@@ -342,6 +342,8 @@ def run_bench(config: BenchConfig, progress: Callable[[dict], None] | None = Non
             if pool is not None:
                 pool.shutdown()
     _finish(rows)
+    if hasattr(os, "getloadavg"):
+        meta["machine"]["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     return BenchResult(rows, meta)
 
 
@@ -380,9 +382,12 @@ def machine_info(device: str = "cpu") -> dict:
         mem = (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) / 2**30
     except (OSError, ValueError):
         pass
+    # The load average tells a reader whether other work shared the CPU during the run.
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
     info = dict(cpu=cpu, cores=os.cpu_count(), memory_gib=None if mem is None else round(mem, 1),
                 os=platform.platform(), python=platform.python_version(),
-                torch_threads=torch.get_num_threads(), gpu=None)
+                torch_threads=torch.get_num_threads(), gpu=None,
+                load_avg_1m=None if load is None else round(load[0], 2))
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info

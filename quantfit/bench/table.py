@@ -29,6 +29,10 @@ def _seconds(v: float | None) -> str:
     return f"{v:,.3g}" if v < 100 else f"{v:,.0f}"
 
 
+def _mib(v: float | None) -> str:
+    return "–" if v is None else (f"{v:.1f}" if v < 10 else f"{v:,.0f}")
+
+
 def _ratio(v: float | None) -> str:
     if v is None:
         return "–"
@@ -46,7 +50,7 @@ def to_markdown(result: BenchResult) -> str:
             extra = "–"
         lines.append("| " + " | ".join([
             r["name"], _seconds(r["wall_s"]), _ratio(r["ratio_vs_pandas"]),
-            _num(r["peak_mem_mb"], ",.0f"), _num(r["max_abs_dbeta"], ".1e"),
+            _mib(r["peak_mem_mb"]), _num(r["max_abs_dbeta"], ".1e"),
             r["reference"] or "–", _num(r["rmse_vs_true"], ".3f"), extra,
             (r["note"] or "").replace("|", "/"),
         ]) + " |")
