@@ -320,3 +320,35 @@ def test_write_html_rejects_a_fit_without_estimates(data, tmp_path):
         report.write_html(empty, tmp_path)
     with pytest.raises(qf.FitError, match="expected a RollingFit"):
         report.write_html(y, tmp_path)
+
+
+# ----------------------------------------------------------------------------- quantfit report
+def test_cli_report_writes_the_page_of_the_nightly_results(tmp_path, capsys):
+    from quantfit.cli import main
+    from quantfit.refresh import RefreshParams, refresh
+
+    qf.PriceStore(tmp_path / "store").ingest(qf.sources.sample())
+    out = tmp_path / "results"
+    refresh(RefreshParams(store=str(tmp_path / "store"), out=str(out), report=False))
+    assert not (out / "report").exists()
+    capsys.readouterr()
+    assert main(["report", "--out", str(out), "--title", "Nightly <betas>"]) == 0
+    index = out / "report" / "index.html"
+    assert capsys.readouterr().out.strip() == str(index)
+    page = _parse(index)
+    assert "<title>Nightly &lt;betas&gt;</title>" in index.read_text()
+    assert page.imgs and all((index.parent / src).is_file() for src in page.imgs)
+    latest = qf.read_betas(out).dropna().sort_values(ascending=False)
+    rows = page.rows[1:]
+    assert [r[0] for r in rows] == list(latest.index)
+    assert [float(r[1]) for r in rows] == pytest.approx(latest.to_numpy(), abs=5e-5)
+
+
+def test_cli_report_without_results_is_a_one_line_error(tmp_path, capsys):
+    from quantfit.cli import main
+
+    assert main(["report", "--out", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("quantfit: error:") and err.count("\n") == 1
+    assert main(["report"]) == 2  # --out is required
+    assert "--out" in capsys.readouterr().err
