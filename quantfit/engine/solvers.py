@@ -89,9 +89,11 @@ class _Monitor:
             pg = g * self.inv_diag
         return dot(g, pg)
 
-    def update(self, g2: Tensor, bad: Tensor | None) -> bool:
+    def update(self, g2: Tensor, bad: Tensor | None, count: bool = True) -> bool:
         """Close converged (g2 small) and diverged (bad) windows; count one iteration for the
-        others. Returns True when no window is left open."""
+        others (not for the check at the cold start). Returns True when none is left open."""
+        if count:  # the iteration that produced g2 counts for every window it moved
+            self.n_iter += self.open
         ok = (g2 <= self.thresh2) & self.open
         self.converged |= ok
         self.open &= ~ok
@@ -99,7 +101,6 @@ class _Monitor:
             bad = bad & self.open
             self.diverged |= bad
             self.open &= ~bad
-        self.n_iter += self.open
         return not bool(self.open.any())
 
 
@@ -129,8 +130,8 @@ def gd(obj: Objective, tol: float, max_iter: int) -> Solution:
     """Jacobi-preconditioned gradient descent with the safe step 1/L, from θ = 0.
 
     A descent method: a window whose loss rises beyond rounding (or turns non-finite) has
-    diverged. Windows keep moving after they converge (a safe step only improves them); the
-    loop stops when none is open.
+    diverged. Converged windows are frozen, so results do not depend on which windows share
+    a chunk; the loop stops when none is open.
     """
     diag, lip = obj.curvature()
     step = (1.0 / lip)[..., None] / diag  # (B, T, p): η / D_i
@@ -141,10 +142,10 @@ def gd(obj: Objective, tol: float, max_iter: int) -> Solution:
     mon = _Monitor(obj, diag, tol, (A, T))
     inv_eta = lip  # Σ g_i² / D_i = Σ g_i · s_i / η  with s = η g / D
     s = g * step
-    if mon.update(dot(g, s).mul_(inv_eta), None):
+    if mon.update(dot(g, s).mul_(inv_eta), None, count=False):
         return Solution(theta, mon.converged, mon.diverged, mon.n_iter)
     for _ in range(max_iter):
-        theta.sub_(s)
+        theta.addcmul_(s, mon.open[..., None], value=-1.0)
         loss_new, g = obj.value_and_grad(theta)
         bad = ~(loss_new <= loss + mon.slack)  # rising, or NaN
         loss = loss_new
@@ -171,7 +172,7 @@ def adam(obj: Objective, tol: float, max_iter: int) -> Solution:
     m, v = param_zeros((A, T), p, g), param_zeros((A, T), p, g)
     tiny = torch.finfo(g.dtype).tiny ** 0.5
     limit = ADAM_BLOWUP * obj.loss_scale + mon.slack
-    if mon.update(mon.gnorm2(g), None):
+    if mon.update(mon.gnorm2(g), None, count=False):
         return Solution(theta, mon.converged, mon.diverged, mon.n_iter)
     for t in range(1, max_iter + 1):
         # Adam's step m/√v is invariant to a per-coordinate scale of g, so the moments are
@@ -212,7 +213,7 @@ def lbfgs(obj: Objective, tol: float, max_iter: int) -> Solution:
     Y: list[Tensor] = []
     R: list[Tensor] = []  # 1 / yᵀs, 0 where the pair fails the curvature condition
     gamma = (1.0 / lip).expand(A, T)  # first step: the safe gradient step
-    if mon.update(mon.gnorm2(g), None):
+    if mon.update(mon.gnorm2(g), None, count=False):
         return Solution(theta, mon.converged, mon.diverged, mon.n_iter)
     for _ in range(max_iter):
         # Two-loop recursion: d = −H g with H0 = γ D⁻¹.
