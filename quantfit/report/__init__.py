@@ -14,7 +14,8 @@ SVG by suffix; no display needed, pyplot is never used):
 Page: ``write_html(fit, out_dir, y=None, x=None, title=None)`` writes ``out_dir/index.html``
 with the figures as PNG files beside it and a table of the latest betas.
 
-Modules: ``figures`` (β figures), ``convergence`` (solver histories), ``html`` (the page).
+Modules: ``figures`` (β figures), ``convergence`` (solver histories), ``html`` (the page),
+``bench`` (the scaling figure of ``quantfit bench``, imported on demand).
 This layer uses ``qf.fit_rolling`` and ``RollingFit`` only; it never imports the CLI or the
 nightly job. Bad inputs raise ``qf.FitError`` (``qf.QuantfitError`` for a bad file suffix).
 """
