@@ -409,5 +409,7 @@ def describe_machine(meta: dict) -> str:
     """One line: 'Intel Xeon ..., 2 cores, 23 GiB, Linux-...; torch 2.13 (2 threads)'."""
     m, v = meta["machine"], meta["versions"]
     gpu = f"; GPU {m['gpu']}" if m.get("gpu") else ""
+    load = (f"; load average {m['load_avg_1m']} before, {m.get('load_avg_1m_after')} after"
+            if m.get("load_avg_1m") is not None else "")
     return (f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}; "
-            f"torch {v['torch']} ({m['torch_threads']} threads){gpu}")
+            f"torch {v['torch']} ({m['torch_threads']} threads){gpu}{load}")

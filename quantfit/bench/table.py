@@ -45,7 +45,7 @@ def to_markdown(result: BenchResult) -> str:
             "RMSE vs true β | extrapolated | note |")
     lines = [head, "|" + "---|" * 9]
     for r in result.rows:
-        extra = f"yes ({r['fraction']:.2%} run)" if r.get("extrapolated") else "no"
+        extra = f"yes ({100 * r['fraction']:.2g} % run)" if r.get("extrapolated") else "no"
         if r["status"] != "ok":
             extra = "–"
         lines.append("| " + " | ".join([
