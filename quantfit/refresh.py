@@ -38,12 +38,14 @@ import os
 import sys
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from quantfit.errors import DataError, FitError, QuantfitError
 from quantfit.results import RollingFit
@@ -142,6 +144,8 @@ def check_params(p: RefreshParams) -> None:
         raise FitError(f"window must be an integer >= 2 or 'expanding', got {p.window!r}")
     if p.min_obs is not None and not (isinstance(p.min_obs, int) and p.min_obs >= 1):
         raise FitError(f"min_obs must be a positive integer, got {p.min_obs!r}")
+    if p.min_obs is not None and p.window is not None and p.min_obs > p.window:
+        raise FitError(f"min_obs={p.min_obs} is larger than window={p.window}")
     if p.halflife is not None and not (isinstance(p.halflife, (int, float)) and math.isfinite(p.halflife)
                                        and p.halflife > 0):
         raise FitError(f"halflife must be a positive number of rows, got {p.halflife!r}")
@@ -476,11 +480,16 @@ def _compute_and_commit(p, rs: ResultSet, manifest, mode, reason, start, prices,
     old_files = {} if (manifest is None or mode == "full") else dict(manifest["files"])
     generation = (manifest or {}).get("generation", 0) + 1
     files = dict(old_files)
-    for month, part in months.items():
+
+    def write(item):
+        month, part = item
         if month in old_files:  # the month already has rows: rewrite it whole, appended
-            import pyarrow as pa
             part = pa.concat_tables([rs.read_month(old_files[month]), part])
-        files[month] = rs.write_month(month, part, generation)
+        return month, rs.write_month(month, part, generation)
+
+    # Parquet encoding and fsync release the GIL: a few threads overlap the many small files.
+    with ThreadPoolExecutor(max_workers=min(4, max(1, len(months)))) as pool:
+        files.update(dict(pool.map(write, months.items())))
     superseded = sorted({e["file"] for e in (manifest or {}).get("files", {}).values()}
                         - {e["file"] for e in files.values()})
 
