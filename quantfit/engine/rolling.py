@@ -20,14 +20,14 @@ rows, Cov(θ) = σ² (ZᵀWZ)⁻¹, R² = 1 − RSS_w / TSS_w with TSS centred o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
 
 from quantfit.engine.device import auto_chunk
 from quantfit.engine.linalg import cholesky, inverse
-from quantfit.engine.moments import decay_from_halflife, window_moments
+from quantfit.engine.moments import WindowMoments, decay_from_halflife, window_moments
 from quantfit.engine.objectives import SquaredLoss
 from quantfit.engine.solvers import run_solver
 
@@ -108,9 +108,15 @@ def _y_standardize(y: Tensor, ok: Tensor, intercept: bool) -> tuple[Tensor, Tens
 
 
 def rolling_regression(
-    y: Tensor, x: Tensor, spec: RollingSpec, device: torch.device, dtype: torch.dtype
+    y: Tensor, x: Tensor, spec: RollingSpec, device: torch.device, dtype: torch.dtype,
+    out_device: torch.device | str = "cpu",
 ) -> RollingOutput:
-    """Fit every asset of ``y`` (A, T) on the factors ``x`` (T, k) in trailing windows."""
+    """Fit every asset of ``y`` (A, T) on the factors ``x`` (T, k) in trailing windows.
+
+    Chunks of ``y`` move to ``device`` (a no-op when y already lives there); results are
+    written to float64 tensors on ``out_device`` (the host by default; the compute device
+    keeps everything resident, e.g. to time the GPU without transfers).
+    """
     A, T = y.shape
     k = x.shape[1]
     p = k + int(spec.intercept)
@@ -124,13 +130,14 @@ def rolling_regression(
     decay = decay_from_halflife(spec.halflife)
     chunk = spec.chunk_size or auto_chunk(A, T, p, dtype, device, iterative)
 
-    f64 = dict(dtype=torch.float64)
+    f64 = dict(dtype=torch.float64, device=out_device)
+    flags = dict(device=out_device)
     out = RollingOutput(
         coef=torch.empty((p, A, T), **f64), stderr=torch.empty((p, A, T), **f64),
         r2=torch.empty((A, T), **f64), resid_vol=torch.empty((A, T), **f64),
-        nobs=torch.empty((A, T), dtype=torch.int32),
-        converged=torch.empty((A, T), dtype=torch.bool),
-        n_iter=torch.empty((A, T), dtype=torch.int32),
+        nobs=torch.empty((A, T), dtype=torch.int32, **flags),
+        converged=torch.empty((A, T), dtype=torch.bool, **flags),
+        n_iter=torch.empty((A, T), dtype=torch.int32, **flags),
     )
     for a0 in range(0, A, chunk):
         a1 = min(A, a0 + chunk)
@@ -145,12 +152,24 @@ def _fit_chunk(y, x, x_valid, M, spec, decay, exact, out, a0, a1) -> None:
     if not exact and y.dtype != torch.float64:
         y, my, sy = _y_standardize(y, torch.isfinite(y) & x_valid, spec.intercept)
     mom = window_moments(y, x, x_valid, spec.window, decay, spec.intercept)
-    usable = (mom.nobs >= spec.min_obs) & (mom.sw > 0)  # (B, T)
+    out.nobs[a0:a1].copy_(mom.nobs.expand(a1 - a0, -1))
+    # No window before row min_obs − 1 can hold min_obs rows: solve only from there on.
+    t0 = min(spec.min_obs - 1, mom.nobs.shape[-1])
+    if t0 > 0:
+        for buf in (out.coef[:, a0:a1, :t0], out.stderr[:, a0:a1, :t0], out.r2[a0:a1, :t0],
+                    out.resid_vol[a0:a1, :t0]):
+            buf.fill_(float("nan"))
+        out.converged[a0:a1, :t0] = False
+        out.n_iter[a0:a1, :t0] = 0
+        if t0 >= mom.nobs.shape[-1]:
+            return
+        mom = WindowMoments(*(getattr(mom, f.name)[:, t0:] for f in fields(WindowMoments)))
+    usable = (mom.nobs >= spec.min_obs) & (mom.sw > 0)  # (B, T')
     obj = LOSSES[spec.loss](mom, usable)
     sol = run_solver(spec.solver, obj, spec.tol, spec.max_iter)
     theta = sol.theta
     ch = sol.chol if sol.chol is not None else cholesky(obj.hessian(None))
-    ginv = inverse(ch)  # (B, T, p, p), of ZᵀWZ in the working coordinates
+    ginv = sol.hinv if sol.hinv is not None else inverse(ch)  # (B, T', p, p) of ZᵀWZ
 
     if sol.chol is not None and obj.quadratic:  # at the exact optimum RSS = yy − θ·zy
         rss = torch.addcmul(mom.yy, theta[..., 0], mom.zy[..., 0], value=-1.0)
@@ -159,33 +178,36 @@ def _fit_chunk(y, x, x_valid, M, spec, decay, exact, out, a0, a1) -> None:
     else:
         rss = obj.value(theta).mul_(2.0)
     rss.clamp_min_(0.0)
-    dof = mom.nobs - p  # (B, T)
-    inv_dof = torch.where(dof > 0, 1.0 / dof.clamp_min(1.0), torch.nan)
+    estimate = usable & ch.ok  # (B, T'), or (A, T') once the solver's flags are included
+    if bool(sol.diverged.any()):
+        estimate = estimate & ~sol.diverged
+    # 1/(n − p), NaN outside the estimated windows: σ² and everything derived from it (SE,
+    # residual vol) comes out NaN-masked without a pass of its own when estimate is (1, T').
+    dof = mom.nobs - p
+    inv_dof = torch.where(estimate & (dof > 0), 1.0 / dof.clamp_min(1.0), torch.nan)
     sw = mom.sw
     tss = torch.addcdiv(mom.yy, mom.sy.square(), torch.where(sw > 0, sw, 1.0), value=-1.0)
-    # (B, T) or (A, T): windows with an estimate
-    estimate = (usable & ch.ok) if not bool(sol.diverged.any()) else (usable & ch.ok & ~sol.diverged)
-    to_host = theta.device.type != "cpu"
-    nan = torch.tensor(float("nan"), dtype=torch.float64, device=theta.device)
+    tss.masked_fill_(~(tss > 0), torch.nan)  # y constant in the window: R² undefined
+    f64 = torch.float64
+    sl = (slice(a0, a1), slice(t0, None))
+    direct = theta.device == out.coef.device  # compute results straight into the output
 
-    def emit(dst: Tensor, value: Tensor, mask: Tensor = estimate) -> None:
-        # NaN outside the estimated windows, written straight into the host output.
-        if to_host or value.dtype != dst.dtype:
-            dst.copy_(torch.where(mask, value, nan.to(value.dtype)))
-        else:
-            torch.where(mask, value, nan, out=dst)
+    def into(dst: Tensor, like: Tensor) -> Tensor | None:
+        return dst if direct and like.dtype == f64 else None
 
-    # R² is scale-free: take it in the working coordinates, before rss becomes σ².
-    tss_ok = tss > 0
-    r2 = torch.addcdiv(torch.ones((), dtype=rss.dtype, device=rss.device), rss,
-                       tss.masked_fill_(~tss_ok, 1.0), value=-1.0)
-    emit(out.r2[a0:a1], r2, estimate & tss_ok)
+    def store(dst: Tensor, value: Tensor) -> None:
+        if value is not dst:
+            dst.copy_(value)
+
+    # R² = 1 − RSS/TSS is scale-free: take it in the working coordinates.
+    one = torch.ones((), dtype=rss.dtype, device=rss.device)
+    dst = out.r2[sl]
+    r2 = torch.addcdiv(one, rss, tss, value=-1.0, out=into(dst, rss))
+    store(dst, r2.masked_fill_(~estimate, torch.nan))
     del r2
 
-    # Back to the original units (float64; a no-op for exact newton).
-    f64 = torch.float64
     s2 = rss.mul_(inv_dof)
-    if M is not None:
+    if M is not None:  # back to the original units, in float64
         theta, s2, ginv = theta.to(f64), s2.to(f64), ginv.to(f64)
         Md = M.to(theta.device)
         coefs = [sum(Md[i, j] * theta[..., j] for j in range(p) if Md[i, j] != 0) for i in range(p)]
@@ -203,13 +225,16 @@ def _fit_chunk(y, x, x_valid, M, spec, decay, exact, out, a0, a1) -> None:
         if spec.intercept:
             coefs[0] = coefs[0] + my.to(f64)[:, None]
         s2 = s2 * syd.square()
+    nan = torch.tensor(float("nan"), dtype=f64, device=theta.device)
     for i in range(p):
-        emit(out.coef[i, a0:a1], coefs[i])
-        var = s2 * vdiag[i]
+        dst = out.coef[i][sl]
+        store(dst, torch.where(estimate, coefs[i], nan, out=into(dst, coefs[i])))
+        dst = out.stderr[i][sl]
+        var = torch.mul(s2, vdiag[i], out=into(dst, s2))
         if M is not None:  # a transformed quadratic form may round below zero
             var.clamp_min_(0.0)
-        emit(out.stderr[i, a0:a1], var.sqrt_())
-    emit(out.resid_vol[a0:a1], s2.sqrt_() if s2.dtype == f64 else s2.sqrt())
-    out.nobs[a0:a1].copy_(mom.nobs.expand(a1 - a0, -1))
-    out.converged[a0:a1].copy_(sol.converged & estimate)
-    out.n_iter[a0:a1].copy_(torch.where(estimate, sol.n_iter, 0))
+        store(dst, var.sqrt_())
+    dst = out.resid_vol[sl]
+    store(dst, torch.sqrt(s2, out=into(dst, s2)))
+    out.converged[sl].copy_(sol.converged & estimate)
+    out.n_iter[sl].copy_(torch.where(estimate, sol.n_iter, 0))
