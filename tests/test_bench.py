@@ -101,6 +101,21 @@ def test_huber_rows_run_or_say_why(tiny_result):
             assert r["max_abs_dbeta"] == tiny_result.row("quantfit huber")["max_abs_dbeta"]
 
 
+def test_huber_and_rlm_rows_compare_with_each_other(monkeypatch):
+    # Until issue 4 lands, a stand-in registered as "huber" (the squared loss) exercises the
+    # plumbing: the numbers are then OLS-vs-RLM differences, not a Huber result.
+    from quantfit.engine.rolling import LOSSES
+    if "huber" not in LOSSES:
+        monkeypatch.setitem(LOSSES, "huber", LOSSES["mse"])
+    res = run_bench(tiny(rows=["statsmodels RLM Huber (loop over windows)", "quantfit huber",
+                               "pandas rolling cov/var"]))
+    rlm, hub = res.row("statsmodels RLM Huber (loop over windows)"), res.row("quantfit huber")
+    assert rlm["status"] == hub["status"] == "ok", (rlm["note"], hub["note"])
+    assert rlm["extrapolated"] and rlm["fraction"] == pytest.approx(20 / (20 * (300 - 63 + 1)))
+    assert hub["reference"] == "statsmodels RLM (its windows)" and rlm["reference"] == "quantfit huber"
+    assert hub["max_abs_dbeta"] is not None and rlm["max_abs_dbeta"] == hub["max_abs_dbeta"]
+
+
 def test_a_missing_engine_feature_is_not_available(monkeypatch):
     monkeypatch.setattr(quantfit.engine, "LOSSES", {"mse": quantfit.engine.LOSSES["mse"]})
     monkeypatch.setattr(quantfit.engine, "SOLVERS", {k: v for k, v in quantfit.engine.SOLVERS.items()

@@ -278,6 +278,9 @@ def _compare(row: dict, job: Job, beta: np.ndarray, work: Workload, shared: str)
         ref = np.full((work.spec.n_dates, work.spec.n_assets), np.nan)
         ref[cells] = z["beta"]
         err = beta_errors(_cells_of(beta, cells), cells, ref, work.beta, W)
+        if job.cells is None:  # RMSE against the true β over every window, not RLM's few
+            ols = np.load(os.path.join(shared, "ref_ols.npy"), mmap_mode="r")
+            err["rmse_vs_true"] = beta_errors(beta, None, ols, work.beta, W)["rmse_vs_true"]
         row["reference"] = "statsmodels RLM (its windows)"
     row["max_abs_dbeta"], row["rmse_vs_true"] = err["max_abs_dbeta"], err["rmse_vs_true"]
     if err["n_missing"]:
