@@ -20,6 +20,7 @@ rows, Cov(θ) = σ² (ZᵀWZ)⁻¹, R² = 1 − RSS_w / TSS_w with TSS centred o
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
 import torch
@@ -139,10 +140,28 @@ def rolling_regression(
         converged=torch.empty((A, T), dtype=torch.bool, **flags),
         n_iter=torch.empty((A, T), dtype=torch.int32, **flags),
     )
-    for a0 in range(0, A, chunk):
+    starts = range(0, A, chunk)
+
+    def run(a0: int) -> None:
         a1 = min(A, a0 + chunk)
         yc = y[a0:a1].to(device=device, dtype=dtype)
         _fit_chunk(yc, x_dev, xv_dev, xt.M, spec, decay, exact, out, a0, a1)
+
+    workers = torch.get_num_threads() if device.type == "cpu" else 1
+    if workers > 1 and len(starts) > 1:
+        # On the CPU, chunks run in parallel, one thread each, instead of every small op
+        # splitting across threads: no per-op barrier, which also keeps a shared or busy
+        # machine from stalling every op on a descheduled thread. Chunks write disjoint
+        # slices of the output.
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(run, starts))
+        finally:
+            torch.set_num_threads(workers)
+    else:
+        for a0 in starts:
+            run(a0)
     return out
 
 
