@@ -71,7 +71,8 @@ class RefreshParams:
     universe : tickers to fit; None = every ticker in the store except the benchmark.
     window : rows per window (None = expanding); min_obs: valid rows needed (default window).
     halflife : exponential weights' half-life in rows (None = equal weights).
-    solver, loss, device : passed to ``qf.fit_rolling``.
+    solver, loss, tol, max_iter, device : passed to ``qf.fit_rolling`` (tol and max_iter
+        matter to the iterative solvers only; None = the solver's default).
     update : "yfinance" to ingest the latest prices first, or None.
     report : write ``out/report/index.html``.
     store_given : False when ``store`` is the default; only then may an empty store be filled
@@ -88,6 +89,8 @@ class RefreshParams:
     halflife: float | None = None
     solver: str = "newton"
     loss: str = "mse"
+    tol: float | None = None
+    max_iter: int | None = None
     device: str = "auto"
     update: str | None = None
     report: bool = True
@@ -149,6 +152,10 @@ def check_params(p: RefreshParams) -> None:
     if p.halflife is not None and not (isinstance(p.halflife, (int, float)) and math.isfinite(p.halflife)
                                        and p.halflife > 0):
         raise FitError(f"halflife must be a positive number of rows, got {p.halflife!r}")
+    if p.tol is not None and not (isinstance(p.tol, (int, float)) and p.tol > 0):
+        raise FitError(f"tol must be a positive number, got {p.tol!r}")
+    if p.max_iter is not None and not (isinstance(p.max_iter, int) and p.max_iter >= 1):
+        raise FitError(f"max_iter must be a positive integer, got {p.max_iter!r}")
     if p.update not in (None, "yfinance"):
         raise DataError(f"unknown update source {p.update!r}; the only one is 'yfinance'")
     if not p.benchmark:
@@ -213,7 +220,8 @@ def canonical_params(p: RefreshParams, n_factors: int) -> dict[str, Any]:
     min_obs = p.min_obs if p.min_obs is not None else (p.window if p.window is not None else n_params)
     return {"format": FORMAT, "version": VERSION, "regressors": regressors, "window": p.window,
             "min_obs": int(min_obs), "halflife": None if p.halflife is None else float(p.halflife),
-            "solver": p.solver, "loss": p.loss, "dtype": _fit_dtype(p.device)}
+            "solver": p.solver, "loss": p.loss, "tol": p.tol, "max_iter": p.max_iter,
+            "dtype": _fit_dtype(p.device)}
 
 
 def params_key(params: dict[str, Any]) -> str:
@@ -316,7 +324,7 @@ def fit_chunks(y: pd.DataFrame, x: pd.DataFrame, p: RefreshParams, progress: Pro
     """``qf.fit_rolling`` over chunks of ``ASSET_CHUNK`` assets, joined into one RollingFit."""
     from quantfit.fit import fit_rolling
     kw = dict(window=p.window, min_obs=p.min_obs, expanding=p.window is None, halflife=p.halflife,
-              solver=p.solver, loss=p.loss, device=p.device)
+              solver=p.solver, loss=p.loss, tol=p.tol, max_iter=p.max_iter, device=p.device)
     xs = x.iloc[:, 0] if x.shape[1] == 1 else x
     fits = []
     for a0 in range(0, y.shape[1], ASSET_CHUNK):
@@ -569,7 +577,7 @@ def _write_report(out: Path, y: pd.DataFrame, x: pd.DataFrame, outcome: RefreshO
 CONFIG_KEYS: dict[str, tuple[type, ...]] = {
     "store": (str,), "out": (str,), "benchmark": (str,), "factors": (str,),
     "universe": (str, list), "window": (int, str), "min_obs": (int,), "halflife": (int, float),
-    "solver": (str,), "loss": (str,), "device": (str,), "update": (str,), "report": (bool,),
+    "solver": (str,), "loss": (str,), "tol": (int, float), "max_iter": (int,), "device": (str,), "update": (str,), "report": (bool,),
     "quiet": (bool,), "verbose": (bool,), "log_file": (str,),
 }
 _PATH_KEYS = ("store", "out", "factors", "log_file")
@@ -667,6 +675,8 @@ def add_arguments(parser) -> None:
     a("--halflife", metavar="H", type=float, help="half-life of exponential weights, in rows")
     a("--solver", metavar="S", help="newton (default), gd, adam, lbfgs")
     a("--loss", metavar="L", help="mse (default)")
+    a("--tol", metavar="X", type=float, help="convergence tolerance of gd/adam/lbfgs")
+    a("--max-iter", dest="max_iter", metavar="N", type=int, help="iteration cap of gd/adam/lbfgs")
     a("--device", metavar="D", help="auto (default), cpu, cuda, cuda:1, mps")
     a("--update", metavar="SOURCE", help="ingest the latest prices first: yfinance")
     a("--no-report", dest="report", action="store_const", const=False,

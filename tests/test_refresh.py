@@ -400,3 +400,15 @@ def test_update_yfinance_with_fake_downloader(tmp_path, capsys, monkeypatch):
     assert m["data"]["last"] == "2024-01-08"
     assert qf.read_betas(tmp_path / "r").attrs["date"] == pd.Timestamp("2024-01-08")
     assert set(qf.read_betas(tmp_path / "r").index) == {"AAPL", "MSFT"}
+
+
+def test_non_converged_windows_are_a_warning(tmp_path, capsys, sample_long):
+    store = store_with(tmp_path / "s", sample_long[sample_long["ticker"].isin(["AAPL", "JPM", "SPY"])
+                                                   & (sample_long["date"] >= "2023-01-01")])
+    code, out, err = run(["refresh", "--store", store, "--out", str(tmp_path / "r"), "--window", "60",
+                          "--solver", "gd", "--max-iter", "2", "--no-report"], capsys)
+    assert code == 1
+    assert "AAPL: " in err and "windows did not converge (solver gd)" in err
+    m = manifest_of(tmp_path / "r")
+    assert m["params"]["max_iter"] == 2 and m["params"]["solver"] == "gd"
+    assert sum("did not converge" in w for w in m["last_run"]["warnings"]) == 2
