@@ -641,7 +641,8 @@ def parse_window(value: int | str) -> int | None:
 def params_from(cfg: dict[str, Any]) -> RefreshParams:
     """RefreshParams from merged settings (defaults <- config <- flags); extra keys ignored."""
     names = set(RefreshParams.__dataclass_fields__)
-    kw = {k: v for k, v in cfg.items() if k in names and v is not None}
+    # window None means "expanding" (parsed from the flag or config); other Nones mean unset.
+    kw = {k: v for k, v in cfg.items() if k in names and (v is not None or k == "window")}
     kw["store_given"] = "store" in kw
     if "universe" in kw and isinstance(kw["universe"], str):
         kw["universe"] = parse_universe(kw["universe"])

@@ -412,3 +412,21 @@ def test_non_converged_windows_are_a_warning(tmp_path, capsys, sample_long):
     m = manifest_of(tmp_path / "r")
     assert m["params"]["max_iter"] == 2 and m["params"]["solver"] == "gd"
     assert sum("did not converge" in w for w in m["last_run"]["warnings"]) == 2
+
+
+def test_expanding_windows_recompute_in_full(tmp_path, capsys, sample_long):
+    part = sample_long[sample_long["ticker"].isin(["AAPL", "XOM", "SPY"])]
+    store = store_with(tmp_path / "s", part[part["date"] <= CUT])
+    argv = ["refresh", "--store", store, "--out", str(tmp_path / "r"), "--window", "expanding",
+            "--no-report", "-q"]
+    assert run(argv, capsys)[0] == 0
+    m = manifest_of(tmp_path / "r")
+    assert m["params"]["window"] is None and m["params"]["min_obs"] == 2 and m["settings"]["expanding"]
+    qf.PriceStore(store).ingest(part)
+    assert run(argv, capsys)[0] == 0
+    m = manifest_of(tmp_path / "r")
+    assert m["last_run"]["mode"] == "full" and "expanding" in m["last_run"]["reason"]
+    rets = qf.returns(qf.PriceStore(store).prices())
+    direct = qf.fit_rolling(rets[["AAPL", "XOM"]], rets["SPY"], window=None, expanding=True)
+    np.testing.assert_allclose(qf.read_betas(tmp_path / "r").to_numpy(), direct.beta.iloc[-1].to_numpy(),
+                               rtol=0, atol=1e-12)
