@@ -417,7 +417,7 @@ def refresh(p: RefreshParams, *, downloader: Callable | None = None,
         targets = list(dict.fromkeys((base_universe or [t for t in store.tickers() if t != p.benchmark])
                                      + ([p.benchmark] if p.factors is None else [])))
         if not targets:
-            raise DataError(f"--update yfinance on an empty store needs --universe")
+            raise DataError("--update yfinance on an empty store needs --universe")
         notes += update_yfinance(store, targets, downloader)
     timings["ingest"] = time.perf_counter() - t0
 

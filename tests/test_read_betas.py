@@ -3,7 +3,6 @@ latest and given dates, one month file per read, clear errors, several factors (
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
