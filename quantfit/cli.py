@@ -160,7 +160,7 @@ def register_prices(subparsers) -> None:
 def _report(args) -> int:
     import quantfit as qf
     from pathlib import Path
-    fit = qf.read_results(args.out)
+    fit = qf.read_results(args.out, last_years=args.years)
     index = qf.report.write_html(fit, Path(args.out) / "report", title=args.title)
     print(index)
     return 0
@@ -172,6 +172,8 @@ def register_report(subparsers) -> None:
                                           "(qf.read_results) and write DIR/report/index.html.")
     p.add_argument("--out", required=True, metavar="DIR", help="the nightly job's output folder")
     p.add_argument("--title", default=None, help="page title (default: quantfit report)")
+    p.add_argument("--years", type=float, default=10.0,
+                   help="show this many years up to the latest date (default: 10)")
     p.set_defaults(func=_report)
 
 

@@ -556,12 +556,16 @@ def _tail(fit: RollingFit, i: int) -> RollingFit:
         converged=arr(fit.converged), n_iter=arr(fit.n_iter), settings=fit.settings)
 
 
+#: The nightly report shows this many years up to the latest date (all of it is on disk).
+REPORT_YEARS = 10
+
+
 def _write_report(out: Path, y: pd.DataFrame, x: pd.DataFrame, outcome: RefreshOutcome) -> Path | None:
     """The HTML report of the latest result set, in ``out/report``; a failure is a warning."""
     try:
         from quantfit.report import write_html  # imported here: the report is optional to the job
         from quantfit.results_store import read_results
-        fit = read_results(outcome.result_dir)
+        fit = read_results(outcome.result_dir, last_years=REPORT_YEARS)
         xs = x.iloc[:, 0] if x.shape[1] == 1 else x
         path = write_html(fit, out / "report", y=y, x=xs,
                           title=f"quantfit betas ({outcome.key})")

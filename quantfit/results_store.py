@@ -344,14 +344,24 @@ def read_tidy(out_dir: str | os.PathLike, start=None, end=None) -> tuple[pd.Data
     return table_to_frame(table), manifest
 
 
-def read_results(out_dir: str | os.PathLike, start=None, end=None) -> RollingFit:
+def read_results(out_dir: str | os.PathLike, start=None, end=None, *,
+                 last_years: float | None = None) -> RollingFit:
     """Rebuild a ``RollingFit`` from a results directory (optionally only ``start``..``end``).
+
+    ``last_years=N`` reads only the N·365.25 days up to the last result date (instead of ``start``):
+    what a report needs, without loading decades of results for thousands of assets.
 
     The fit has the result set's assets (its universe, sorted) and terms, and the dates that
     have at least one estimate (warm-up dates where no asset has an estimate are not stored);
     windows without an estimate are NaN with ``nobs`` 0. ``settings`` are the fit settings of
     the run, plus ``key`` and ``params`` of the result set.
     """
+    if last_years is not None:
+        if start is not None:
+            raise DataError("read_results: give start or last_years, not both")
+        last = _committed(open_results(out_dir))["results"]["last"]
+        if last is not None:
+            start = pd.Timestamp(last) - pd.DateOffset(days=round(365.25 * last_years))
     tidy, manifest = read_tidy(out_dir, start, end)
     if tidy.empty:
         raise DataError(f"no results between {start or 'the start'} and {end or 'the end'} in {out_dir}")

@@ -149,3 +149,14 @@ def test_several_factors_give_a_frame_assets_by_factors(case):
     m = case["ff"]
     assert m.last_date == "2024-06-28" and m.mode == "full"
     assert (out / m.key).name != case["bench"].key  # another parameter set, another key
+
+
+def test_read_results_last_years_reads_only_the_recent_span(case):
+    full = qf.read_results(case["root"] / "out")
+    recent = qf.read_results(case["root"] / "out", last_years=2)
+    last = full.index[-1]
+    assert recent.index[-1] == last
+    assert recent.index[0] == full.index[full.index >= last - pd.Timedelta(days=730)][0]  # 2 x 365.25 days
+    pd.testing.assert_frame_equal(recent.beta, full.beta.loc[recent.index])
+    with pytest.raises(DataError, match="not both"):
+        qf.read_results(case["root"] / "out", start="2020-01-01", last_years=2)
