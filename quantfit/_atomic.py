@@ -1,12 +1,13 @@
-"""Crash-safe file primitives shared by the price store and the result sets.
+"""Crash-safe file primitives shared by the price store, the result sets and the report.
 
 * ``fsync_dir(path)``: make a directory's entries (new names, renames) durable;
-* ``write_json_atomic(path, obj)``: temp file in the same directory, fsync, ``os.replace``,
-  fsync the directory: readers see the old file or the new one, never half of one;
+* ``atomic_open(path)``: write through a temp file in the same directory renamed over
+  ``path`` (optionally fsynced): readers see the old file or the new one, never half of one;
+* ``write_json_atomic(path, obj)``: ``atomic_open`` with fsync, for JSON commit points;
 * ``exclusive_lock(lock_path)``: an ``fcntl.flock`` held for the ``with`` block, so writers
   (threads or processes) on the same directory are serialized.
 
-Temp files are named ``<name>.tmp-<uuid>`` so that a writer can delete those left by a killed
+Temp files are named ``<name>.tmp-<hex>`` so that a writer can delete those left by a killed
 predecessor (see ``TMP_INFIX``). POSIX only (``fcntl``), like the rest of quantfit's storage.
 """
 
@@ -18,9 +19,9 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import IO, Any, Callable, Iterator
 
-#: Temp files of ``write_json_atomic`` are ``<target name><TMP_INFIX><hex>``.
+#: Temp files of ``atomic_open`` are ``<target name><TMP_INFIX><hex>``.
 TMP_INFIX = ".tmp-"
 
 
@@ -33,20 +34,41 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any, **dump_kwargs) -> None:
-    """Atomically replace ``path`` with ``obj`` as JSON: temp file, fsync, rename, fsync dir.
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb", *, durable: bool = False,
+                **open_kwargs) -> Iterator[IO]:
+    """Write ``path`` through a temp file beside it, renamed over ``path`` when the block ends.
 
-    ``dump_kwargs`` go to ``json.dump`` (default: compact separators).
+    Readers see the old file or the new one, never half of one; if the block raises, the temp
+    file is removed and ``path`` is untouched. ``durable=True`` also fsyncs the file before the
+    rename and the directory after it (for commit points that must survive a power loss).
+    The file gets the usual umask permissions (a web server can read a report).
     """
     path = Path(path)
     tmp = path.with_name(f"{path.name}{TMP_INFIX}{uuid.uuid4().hex}")
+    try:
+        with open(tmp, mode.replace("w", "x"), **open_kwargs) as fh:
+            yield fh
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)  # the commit point
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, **dump_kwargs) -> None:
+    """Atomically and durably replace ``path`` with ``obj`` as JSON (see ``atomic_open``).
+
+    ``dump_kwargs`` go to ``json.dump`` (default: compact separators).
+    """
     dump_kwargs.setdefault("separators", (",", ":"))
-    with open(tmp, "w") as fh:
+    with atomic_open(path, "w", durable=True) as fh:
         json.dump(obj, fh, **dump_kwargs)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)  # the commit point
-    fsync_dir(path.parent)
 
 
 @contextlib.contextmanager
@@ -73,7 +95,7 @@ def exclusive_lock(lock_path: str | os.PathLike,
 
 
 def remove_temp_files(directory: str | os.PathLike, target_name: str) -> None:
-    """Delete temp files of ``write_json_atomic(directory / target_name)`` left by killed writers."""
+    """Delete temp files of ``atomic_open(directory / target_name)`` left by killed writers."""
     prefix = f"{target_name}{TMP_INFIX}"
     for entry in os.scandir(directory):
         if entry.name.startswith(prefix):

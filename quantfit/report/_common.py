@@ -6,9 +6,6 @@ Agg when saved, so the report works without a display and leaves no global figur
 
 from __future__ import annotations
 
-import os
-import uuid
-from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from quantfit._atomic import atomic_open
 from quantfit.errors import FitError, QuantfitError
 from quantfit.results import RollingFit
 
@@ -43,21 +41,6 @@ def save(fig: Figure, path: str | PathLike | None, dpi: int = 120) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path, "wb") as fh:
         fig.savefig(fh, format=fmt, dpi=dpi)
-
-
-@contextmanager
-def atomic_open(path: Path, mode: str = "wb", **kwargs):
-    """Open a temporary file beside ``path`` for writing; rename it over ``path`` on success,
-    remove it on failure. The file gets the usual permissions (umask), unlike mkstemp's 0600,
-    so a web server can read the report."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, mode.replace("w", "x"), **kwargs) as fh:
-            yield fh
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def fmt_date(d) -> str:

@@ -18,7 +18,8 @@ import pandas as pd
 
 from quantfit import __version__
 from quantfit.errors import FitError
-from quantfit.report._common import atomic_open, check_fit, cross_section_date, fmt_date
+from quantfit._atomic import atomic_open
+from quantfit.report._common import check_fit, cross_section_date, fmt_date
 from quantfit.report.figures import (plot_beta, plot_beta_distribution, plot_beta_heatmap,
                                      plot_fit, robust_available)
 from quantfit.results import RollingFit
