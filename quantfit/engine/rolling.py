@@ -33,6 +33,10 @@ from quantfit.engine.objectives import SquaredLoss
 from quantfit.engine.solvers import run_solver
 
 LOSSES = {"mse": SquaredLoss}
+#: On the CPU, run chunks on parallel threads (one intra-op thread each) instead of splitting
+#: every op across torch's threads. Off by default: slower on an idle machine (GIL, memory
+#: bandwidth), but far steadier when other processes compete for the cores.
+PARALLEL_CHUNKS = False
 
 
 @dataclass
@@ -147,7 +151,7 @@ def rolling_regression(
         yc = y[a0:a1].to(device=device, dtype=dtype)
         _fit_chunk(yc, x_dev, xv_dev, xt.M, spec, decay, exact, out, a0, a1)
 
-    workers = torch.get_num_threads() if device.type == "cpu" else 1
+    workers = torch.get_num_threads() if device.type == "cpu" and PARALLEL_CHUNKS else 1
     if workers > 1 and len(starts) > 1:
         # On the CPU, chunks run in parallel, one thread each, instead of every small op
         # splitting across threads: no per-op barrier, which also keeps a shared or busy
@@ -206,7 +210,8 @@ def _fit_chunk(y, x, x_valid, M, spec, decay, exact, out, a0, a1) -> None:
     inv_dof = torch.where(estimate & (dof > 0), 1.0 / dof.clamp_min(1.0), torch.nan)
     sw = mom.sw
     tss = torch.addcdiv(mom.yy, mom.sy.square(), torch.where(sw > 0, sw, 1.0), value=-1.0)
-    tss.masked_fill_(~(tss > 0), torch.nan)  # y constant in the window: R² undefined
+    nan_w = torch.tensor(float("nan"), dtype=tss.dtype, device=tss.device)
+    tss = torch.where(tss > 0, tss, nan_w, out=tss)  # y constant in the window: no R²
     f64 = torch.float64
     sl = (slice(a0, a1), slice(t0, None))
     direct = theta.device == out.coef.device  # compute results straight into the output
@@ -255,5 +260,7 @@ def _fit_chunk(y, x, x_valid, M, spec, decay, exact, out, a0, a1) -> None:
         store(dst, var.sqrt_())
     dst = out.resid_vol[sl]
     store(dst, torch.sqrt(s2, out=into(dst, s2)))
-    out.converged[sl].copy_(sol.converged & estimate)
-    out.n_iter[sl].copy_(torch.where(estimate, sol.n_iter, 0))
+    conv_dst, iter_dst = out.converged[sl], out.n_iter[sl]
+    store(conv_dst, torch.logical_and(sol.converged, estimate, out=conv_dst if direct else None))
+    zero = torch.zeros((), dtype=torch.int32, device=theta.device)
+    store(iter_dst, torch.where(estimate, sol.n_iter, zero, out=iter_dst if direct else None))
