@@ -1,0 +1,164 @@
+"""Configuration of ``quantfit refresh``: the TOML config file, the command-line flags and
+``run_cli``, which merges them (defaults <- config <- flags) and runs the job with logging.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from quantfit.errors import DataError
+from quantfit.refresh.job import refresh
+from quantfit.refresh.params import (DEFAULT_OUT, DEFAULT_STORE, RefreshParams, parse_universe,
+                                     parse_window)
+
+log = logging.getLogger("quantfit.refresh")
+
+
+# ----------------------------------------------------------------------------- configuration
+#: Config-file keys (TOML) and their types; the same names as the long command-line flags.
+CONFIG_KEYS: dict[str, tuple[type, ...]] = {
+    "store": (str,), "out": (str,), "benchmark": (str,), "factors": (str,),
+    "universe": (str, list), "window": (int, str), "min_obs": (int,), "halflife": (int, float),
+    "solver": (str,), "loss": (str,), "tol": (int, float), "max_iter": (int,), "device": (str,), "update": (str,), "report": (bool,),
+    "quiet": (bool,), "verbose": (bool,), "log_file": (str,),
+}
+_PATH_KEYS = ("store", "out", "factors", "log_file")
+
+
+def load_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a TOML config: keys as the long flags (``min_obs`` or ``min-obs``).
+
+    Relative paths in it (store, out, factors, log_file, a universe file) are resolved against
+    the config file's directory, so a cron job works from any working directory.
+    Unknown keys or wrong types raise ``DataError`` naming them.
+    """
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"config file {path} not found") from None
+    except IsADirectoryError:
+        raise DataError(f"config file {path} is a directory") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise DataError(f"config file {path}: {exc}") from None
+    cfg = {k.replace("-", "_"): v for k, v in raw.items()}
+    unknown = sorted(k for k in cfg if k not in CONFIG_KEYS)
+    if unknown:
+        raise DataError(f"config file {path}: unknown key{'s' if len(unknown) > 1 else ''} "
+                        f"{', '.join(unknown)} (known: {', '.join(CONFIG_KEYS)})")
+    base = path.resolve().parent
+    for k, v in cfg.items():
+        types = CONFIG_KEYS[k]
+        if not isinstance(v, types) or (isinstance(v, bool) and bool not in types):
+            raise DataError(f"config file {path}: {k} must be {' or '.join(t.__name__ for t in types)}, "
+                            f"got {v!r}")
+        if k in _PATH_KEYS and not Path(v).is_absolute():
+            candidate = base / v
+            # A factors *name* (downloaded) stays a name; an existing or path-like value is a path.
+            if k != "factors" or candidate.exists() or "/" in v or Path(v).suffix:
+                cfg[k] = str(candidate)
+        if k == "universe" and isinstance(v, str):
+            cfg[k] = parse_universe(v, base)
+        if k == "window":
+            cfg[k] = parse_window(v)
+    return cfg
+
+
+def params_from(cfg: dict[str, Any]) -> RefreshParams:
+    """RefreshParams from merged settings (defaults <- config <- flags); extra keys ignored."""
+    names = set(RefreshParams.__dataclass_fields__)
+    # window None means "expanding" (parsed from the flag or config); other Nones mean unset.
+    kw = {k: v for k, v in cfg.items() if k in names and (v is not None or k == "window")}
+    kw["store_given"] = "store" in kw
+    if "universe" in kw and isinstance(kw["universe"], str):
+        kw["universe"] = parse_universe(kw["universe"])
+    return RefreshParams(**kw)
+
+
+# ----------------------------------------------------------------------------- command line
+def add_arguments(parser) -> None:
+    """The ``quantfit refresh`` flags (every default is None so that config values show through)."""
+    a = parser.add_argument
+    a("--config", metavar="FILE", help="TOML file with any of the options below (flags override it)")
+    a("--store", metavar="DIR", help=f"price store (default: {DEFAULT_STORE}; when that is empty, "
+                                     f"the embedded sample is ingested first)")
+    a("--out", metavar="DIR", help=f"results directory (default: {DEFAULT_OUT})")
+    a("--benchmark", metavar="TICKER", help="the factor, a ticker in the store (default: SPY)")
+    a("--factors", metavar="FILE", help="Ken French daily factors file: regress excess returns "
+                                        "on its factors instead of the benchmark")
+    a("--universe", metavar="TICKERS|FILE", help="comma-separated tickers or a file of tickers "
+                                                 "(default: every ticker in the store but the benchmark)")
+    a("--window", metavar="N", help="rows per window, or 'expanding' (default: 252)")
+    a("--min-obs", dest="min_obs", metavar="N", type=int, help="valid rows needed for an estimate "
+                                                                "(default: the window)")
+    a("--halflife", metavar="H", type=float, help="half-life of exponential weights, in rows")
+    a("--solver", metavar="S", help="newton (default), gd, adam, lbfgs")
+    a("--loss", metavar="L", help="mse (default)")
+    a("--tol", metavar="X", type=float, help="convergence tolerance of gd/adam/lbfgs")
+    a("--max-iter", dest="max_iter", metavar="N", type=int, help="iteration cap of gd/adam/lbfgs")
+    a("--device", metavar="D", help="auto (default), cpu, cuda, cuda:1, mps")
+    a("--update", metavar="SOURCE", help="ingest the latest prices first: yfinance")
+    a("--no-report", dest="report", action="store_const", const=False,
+      help="do not write the HTML report")
+    a("--log-file", dest="log_file", metavar="FILE", help="also log (with timestamps) to FILE, "
+                                                          "warnings included even with --quiet")
+    a("-q", "--quiet", action="store_const", const=True, help="errors only on stderr (for cron)")
+    a("-v", "--verbose", action="store_const", const=True, help="debug logging")
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
+        return f"quantfit refresh: {level}{record.getMessage()}"
+
+
+def run_cli(args) -> int:
+    """Handler of ``quantfit refresh``: merge config and flags, run, log, return the exit code."""
+    cfg: dict[str, Any] = {}
+    if args.config:
+        cfg.update(load_config(args.config))
+    flags = {k: v for k, v in vars(args).items()
+             if k in CONFIG_KEYS and v is not None}
+    if "window" in flags:
+        flags["window"] = parse_window(flags["window"])
+    cfg.update(flags)
+    quiet, verbose = bool(cfg.get("quiet")), bool(cfg.get("verbose"))
+    handlers: list[logging.Handler] = []
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(_Formatter())
+    console.setLevel(logging.ERROR if quiet else (logging.DEBUG if verbose else logging.INFO))
+    handlers.append(console)
+    if cfg.get("log_file"):
+        fh = logging.FileHandler(cfg["log_file"])
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        fh.setLevel(logging.DEBUG if verbose else logging.INFO)
+        handlers.append(fh)
+    old_level = log.level
+    log.setLevel(logging.DEBUG)
+    for h in handlers:
+        log.addHandler(h)
+    try:
+        params = params_from(cfg)
+        show = not quiet and sys.stderr.isatty()
+        outcome = refresh(params, progress=show)
+        for line in outcome.warnings:
+            log.warning(line)
+        if outcome.warnings:
+            log.warning("done with %d warning%s (listed above and in %s)", len(outcome.warnings),
+                        "s" if len(outcome.warnings) > 1 else "", outcome.result_dir / "manifest.json")
+            return 1
+        log.info("done in %.1fs", outcome.timings.get("total", 0.0))
+        return 0
+    finally:
+        for h in handlers:
+            log.removeHandler(h)
+            h.close()
+        log.setLevel(old_level)

@@ -1,0 +1,162 @@
+"""Parameters of a refresh: ``RefreshParams`` and its defaults, their validation and parsing,
+and the canonical parameters whose hash keys a result set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from quantfit.errors import DataError, FitError
+from quantfit.results_store import FORMAT, VERSION
+
+DEFAULT_STORE = "data/store"
+DEFAULT_OUT = "data/results"
+
+
+@dataclass
+class RefreshParams:
+    """Everything one refresh needs. Paths are as given (relative to the working directory).
+
+    store, out : price store and results directories.
+    benchmark : ticker of the single factor (default mode) and the ticker left out of the
+        default universe.
+    factors : Ken French daily factors file (or dataset name); replaces the benchmark as x.
+    universe : tickers to fit; None = every ticker in the store except the benchmark.
+    window : rows per window (None = expanding); min_obs: valid rows needed (default window).
+    halflife : exponential weights' half-life in rows (None = equal weights).
+    solver, loss, tol, max_iter, device : passed to ``qf.fit_rolling`` (tol and max_iter
+        matter to the iterative solvers only; None = the solver's default).
+    update : "yfinance" to ingest the latest prices first, or None.
+    report : write ``out/report/index.html``.
+    store_given : False when ``store`` is the default; only then may an empty store be filled
+        with the embedded sample (a mistyped ``--store`` must not silently become the sample).
+    """
+
+    store: str = DEFAULT_STORE
+    out: str = DEFAULT_OUT
+    benchmark: str = "SPY"
+    factors: str | None = None
+    universe: list[str] | None = None
+    window: int | None = 252
+    min_obs: int | None = None
+    halflife: float | None = None
+    solver: str = "newton"
+    loss: str = "mse"
+    tol: float | None = None
+    max_iter: int | None = None
+    device: str = "auto"
+    update: str | None = None
+    report: bool = True
+    store_given: bool = False
+
+
+def check_params(p: RefreshParams) -> None:
+    """Validate the parameters before any work; ``FitError``/``DataError`` name the problem."""
+    from quantfit.engine import LOSSES, SOLVERS
+    if p.solver not in SOLVERS:
+        raise FitError(f"unknown solver {p.solver!r}; choose one of {', '.join(sorted(SOLVERS))}")
+    if p.loss not in LOSSES:
+        raise FitError(f"unknown loss {p.loss!r}; choose one of {', '.join(sorted(LOSSES))}")
+    if p.window is not None and not (isinstance(p.window, int) and not isinstance(p.window, bool)
+                                     and p.window >= 2):
+        raise FitError(f"window must be an integer >= 2 or 'expanding', got {p.window!r}")
+    if p.min_obs is not None and not (isinstance(p.min_obs, int) and p.min_obs >= 1):
+        raise FitError(f"min_obs must be a positive integer, got {p.min_obs!r}")
+    if p.min_obs is not None and p.window is not None and p.min_obs > p.window:
+        raise FitError(f"min_obs={p.min_obs} is larger than window={p.window}")
+    if p.halflife is not None and not (isinstance(p.halflife, (int, float)) and math.isfinite(p.halflife)
+                                       and p.halflife > 0):
+        raise FitError(f"halflife must be a positive number of rows, got {p.halflife!r}")
+    if p.tol is not None and not (isinstance(p.tol, (int, float)) and p.tol > 0):
+        raise FitError(f"tol must be a positive number, got {p.tol!r}")
+    if p.max_iter is not None and not (isinstance(p.max_iter, int) and p.max_iter >= 1):
+        raise FitError(f"max_iter must be a positive integer, got {p.max_iter!r}")
+    if p.update not in (None, "yfinance"):
+        raise DataError(f"unknown update source {p.update!r}; the only one is 'yfinance'")
+    if not p.benchmark:
+        raise DataError("benchmark must be a ticker")
+    if p.universe is not None and not p.universe:
+        raise DataError("the universe is empty")
+
+
+def parse_universe(spec: str | list[str] | None, base: Path | None = None) -> list[str] | None:
+    """``"AAPL,MSFT"``, a file of tickers (one per line, ``#`` comments) or a list -> tickers.
+
+    A string naming an existing file (relative to ``base`` when given) is read as a file; a
+    string that looks like a path (has a ``/`` or a ``.txt``/``.csv`` suffix) but does not
+    exist is an error; anything else is a comma-separated list. Order kept, duplicates dropped.
+    """
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        path = Path(spec) if base is None or Path(spec).is_absolute() else base / spec
+        if path.is_file():
+            names = []
+            for line in path.read_text().splitlines():
+                line = line.split("#", 1)[0].strip()
+                names += [t.strip() for t in line.replace(",", " ").split()]
+            if not names:
+                raise DataError(f"universe file {path} lists no tickers")
+        elif "/" in spec or os.sep in spec or Path(spec).suffix.lower() in (".txt", ".csv"):
+            raise DataError(f"universe file {path} not found")
+        else:
+            names = [t.strip() for t in spec.split(",")]
+    elif isinstance(spec, (list, tuple)):
+        names = [str(t).strip() for t in spec]
+    else:
+        raise DataError(f"universe must be tickers or a file, got {spec!r}")
+    if any(not t for t in names):
+        raise DataError(f"bad universe {spec!r}: empty ticker name")
+    return list(dict.fromkeys(names))
+
+
+def parse_window(value: int | str) -> int | None:
+    """``252`` / ``"252"`` -> 252; ``"expanding"`` -> None."""
+    if isinstance(value, str):
+        if value.strip().lower() == "expanding":
+            return None
+        try:
+            value = int(value)
+        except ValueError:
+            raise DataError(f"window must be a number of rows or 'expanding', got {value!r}") from None
+    return value
+
+
+def _fit_dtype(device: str) -> str:
+    """The precision fit_rolling will use on ``device`` (part of the result set's key)."""
+    from quantfit.engine import default_dtype, pick_device
+    try:
+        return str(default_dtype(pick_device(device))).replace("torch.", "")
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise FitError(f"bad device {device!r}: {exc}") from None
+
+
+def canonical_params(p: RefreshParams, n_factors: int) -> dict[str, Any]:
+    """The parameters that define a result set (its key): what changes the numbers.
+
+    Paths to factor files are made absolute; ``min_obs`` is resolved to its default. The
+    universe is not part of it (a changed universe recomputes the same set), nor the device
+    (only the precision it implies).
+    """
+    if p.factors is None:
+        regressors = f"benchmark:{p.benchmark}"
+    else:
+        f = Path(p.factors)
+        regressors = f"french:{f.resolve() if f.exists() else p.factors}"
+    n_params = n_factors + 1
+    min_obs = p.min_obs if p.min_obs is not None else (p.window if p.window is not None else n_params)
+    return {"format": FORMAT, "version": VERSION, "regressors": regressors, "window": p.window,
+            "min_obs": int(min_obs), "halflife": None if p.halflife is None else float(p.halflife),
+            "solver": p.solver, "loss": p.loss, "tol": p.tol, "max_iter": p.max_iter,
+            "dtype": _fit_dtype(p.device)}
+
+
+def params_key(params: dict[str, Any]) -> str:
+    """Short stable hash of the canonical parameters (12 hex digits)."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
