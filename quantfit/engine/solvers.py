@@ -105,7 +105,7 @@ class _Monitor:
         return not bool(self.open.any())
 
 
-def newton(obj: Objective, tol: float, max_iter: int) -> Solution:
+def newton(obj: Objective, tol: float, max_iter: int, callback=None) -> Solution:
     """Newton's method from θ = 0; for a quadratic objective one step solves the normal
     equations exactly (batched Cholesky, singular windows flagged)."""
     rhs = obj.neg_grad(None)
@@ -123,11 +123,15 @@ def newton(obj: Objective, tol: float, max_iter: int) -> Solution:
     if obj.quadratic:
         conv = (ch.ok & obj.active).expand(A, T)
         n_iter = torch.ones((A, T), dtype=torch.int32, device=rhs.device)
+        if callback is not None:
+            callback(obj.value(theta))
         return Solution(theta, conv, torch.zeros_like(conv), n_iter, ch, hinv)
     diag, _ = obj.curvature()
     mon = _Monitor(obj, diag, tol, (A, T))
     for _ in range(max_iter):
         loss, g = obj.value_and_grad(theta)
+        if callback is not None and _ > 0:
+            callback(loss)
         if mon.update(mon.gnorm2(g), ~torch.isfinite(loss)):
             break
         step = solve(cholesky(obj.hessian(theta)), g)
@@ -135,7 +139,7 @@ def newton(obj: Objective, tol: float, max_iter: int) -> Solution:
     return Solution(theta, mon.converged, mon.diverged, mon.n_iter)
 
 
-def gd(obj: Objective, tol: float, max_iter: int) -> Solution:
+def gd(obj: Objective, tol: float, max_iter: int, callback=None) -> Solution:
     """Jacobi-preconditioned gradient descent with the safe step 1/L, from θ = 0.
 
     A descent method: a window whose loss rises beyond rounding (or turns non-finite) has
@@ -156,6 +160,8 @@ def gd(obj: Objective, tol: float, max_iter: int) -> Solution:
     for _ in range(max_iter):
         theta.addcmul_(s, mon.open[..., None], value=-1.0)
         loss_new, g = obj.value_and_grad(theta)
+        if callback is not None:
+            callback(loss_new)
         bad = ~(loss_new <= loss + mon.slack)  # rising, or NaN
         loss = loss_new
         s = g * step
@@ -164,7 +170,7 @@ def gd(obj: Objective, tol: float, max_iter: int) -> Solution:
     return Solution(theta, mon.converged, mon.diverged, mon.n_iter)
 
 
-def adam(obj: Objective, tol: float, max_iter: int) -> Solution:
+def adam(obj: Objective, tol: float, max_iter: int, callback=None) -> Solution:
     """Adam in preconditioned units ``u_i = θ_i · √D_i / ‖y‖`` (optimum of order one), from
     θ = 0, with an exponentially decaying step. Not monotone, so a window diverges only when
     its gradient or loss turns non-finite or its loss exceeds ``ADAM_BLOWUP`` × its cold-start
@@ -194,8 +200,10 @@ def adam(obj: Objective, tol: float, max_iter: int) -> Solution:
         torch.div(m, upd, out=upd).mul_(to_theta)
         theta.addcmul_(upd, mon.open[..., None], value=-lr)
         last = t == max_iter
-        if t % ADAM_LOSS_EVERY == 0 or last:
+        if t % ADAM_LOSS_EVERY == 0 or last or callback is not None:
             loss, g = obj.value_and_grad(theta)
+            if callback is not None:
+                callback(loss)
             g2 = mon.gnorm2(g)
             bad = ~(loss <= limit) | ~(g2 < math.inf)
         else:
@@ -207,7 +215,7 @@ def adam(obj: Objective, tol: float, max_iter: int) -> Solution:
     return Solution(theta, mon.converged, mon.diverged, mon.n_iter)
 
 
-def lbfgs(obj: Objective, tol: float, max_iter: int) -> Solution:
+def lbfgs(obj: Objective, tol: float, max_iter: int, callback=None) -> Solution:
     """Batched L-BFGS: the two-loop recursion with per-window inner products (windows never
     share a line search or a memory), Jacobi-scaled initial Hessian, Armijo backtracking per
     window. A window whose line search cannot decrease the loss is frozen unconverged; one
@@ -271,6 +279,8 @@ def lbfgs(obj: Objective, tol: float, max_iter: int) -> Solution:
         yy = dot(y_k, y_k * inv_diag)
         gamma = torch.where(curv_ok, ys / torch.where(curv_ok, yy, 1.0), gamma)
         theta, loss, g = new_theta, new_loss, new_g
+        if callback is not None:
+            callback(loss)
         done = mon.update(mon.gnorm2(g), bad)
         mon.open &= ~stalled
         if done or not bool(mon.open.any()):
@@ -281,10 +291,13 @@ def lbfgs(obj: Objective, tol: float, max_iter: int) -> Solution:
 SOLVERS = {"newton": newton, "gd": gd, "adam": adam, "lbfgs": lbfgs}
 
 
-def run_solver(name: str, obj: Objective, tol: float | None, max_iter: int | None) -> Solution:
-    """Dispatch by name with the documented defaults for tol and max_iter."""
+def run_solver(name: str, obj: Objective, tol: float | None, max_iter: int | None,
+               callback=None) -> Solution:
+    """Dispatch by name with the documented defaults for tol and max_iter. ``callback(loss)``,
+    if given, receives the (A, T) loss at the iterate after every iteration (converged windows
+    frozen at theirs)."""
     fn = SOLVERS[name]
     dtype = obj.loss_scale.dtype
     tol = default_tol(name, dtype) if tol is None else tol
     max_iter = default_max_iter(name, obj.quadratic) if max_iter is None else max_iter
-    return fn(obj, tol, max_iter)
+    return fn(obj, tol, max_iter, callback)
