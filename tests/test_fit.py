@@ -187,7 +187,7 @@ def test_unconverged_windows_are_reported(rets):
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"solver": "sgd"}, "unknown solver"),
-    ({"loss": "huber"}, "unknown loss"),
+    ({"loss": "l1"}, "unknown loss"),
     ({"window": 1}, "shorter than"),
     ({"window": 50, "min_obs": 60}, "min_obs"),
     ({"window": 50, "min_obs": 1}, "min_obs"),

@@ -27,12 +27,14 @@ import torch
 from torch import Tensor
 
 from quantfit.engine.device import auto_chunk
+from quantfit.engine.huber import HuberFixedScale, rolling_huber
 from quantfit.engine.linalg import cholesky, inverse
 from quantfit.engine.moments import WindowMoments, decay_from_halflife, window_moments
 from quantfit.engine.objectives import SquaredLoss
+from quantfit.engine.penalty import Penalized, prior_terms
 from quantfit.engine.solvers import run_solver
 
-LOSSES = {"mse": SquaredLoss}
+LOSSES = {"mse": SquaredLoss, "huber": HuberFixedScale}  # huber: fitted by engine/huber.py
 #: On the CPU, run chunks on parallel threads (one intra-op thread each) instead of splitting
 #: every op across torch's threads. Off by default: slower on an idle machine (GIL, memory
 #: bandwidth), but far steadier when other processes compete for the cores.
@@ -52,6 +54,11 @@ class RollingSpec:
     tol: float | None = None
     max_iter: int | None = None
     chunk_size: int | None = None
+    huber_t: float = 1.345
+    prior: Tensor | None = None  # (A or 1, k) target slopes b0, float64
+    prior_strength: float = 0.0  # λ of λ‖β − b0‖² added to the (weighted) RSS
+    sums: tuple = ()  # groups of parameter indices whose sum (and its SE) to report
+    history: bool = False  # mean loss over the windows after every iteration
 
 
 @dataclass
@@ -65,6 +72,9 @@ class RollingOutput:
     nobs: Tensor  # int32
     converged: Tensor  # bool
     n_iter: Tensor  # int32
+    sum_coef: Tensor | None = None  # (len(spec.sums), A, T)
+    sum_stderr: Tensor | None = None
+    history: Tensor | None = None  # (n_iterations,) float64
 
 
 @dataclass
@@ -122,6 +132,8 @@ def rolling_regression(
     written to float64 tensors on ``out_device`` (the host by default; the compute device
     keeps everything resident, e.g. to time the GPU without transfers).
     """
+    if spec.loss == "huber":  # needs the raw rows of every window, not moments
+        return RollingOutput(**rolling_huber(y, x, spec, device, dtype, out_device))
     A, T = y.shape
     k = x.shape[1]
     p = k + int(spec.intercept)
@@ -143,13 +155,16 @@ def rolling_regression(
         nobs=torch.empty((A, T), dtype=torch.int32, **flags),
         converged=torch.empty((A, T), dtype=torch.bool, **flags),
         n_iter=torch.empty((A, T), dtype=torch.int32, **flags),
+        sum_coef=torch.empty((len(spec.sums), A, T), **f64),
+        sum_stderr=torch.empty((len(spec.sums), A, T), **f64),
     )
+    hists: dict[int, tuple[list[float], int]] = {}  # per chunk: Σ loss per iteration, windows
     starts = range(0, A, chunk)
 
     def run(a0: int) -> None:
         a1 = min(A, a0 + chunk)
         yc = y[a0:a1].to(device=device, dtype=dtype)
-        _fit_chunk(yc, x_dev, xv_dev, xt.M, spec, decay, exact, out, a0, a1)
+        _fit_chunk(yc, x_dev, xv_dev, xt.M, spec, decay, exact, out, a0, a1, hists)
 
     workers = torch.get_num_threads() if device.type == "cpu" and PARALLEL_CHUNKS else 1
     if workers > 1 and len(starts) > 1:
@@ -166,10 +181,15 @@ def rolling_regression(
     else:
         for a0 in starts:
             run(a0)
+    if spec.history:  # chunks that stopped early keep their last value (frozen windows)
+        L = max((len(h) for h, _ in hists.values()), default=0)
+        tot = [sum(h[min(i, len(h) - 1)] for h, _ in hists.values() if h) for i in range(L)]
+        n_act = sum(c for _, c in hists.values())
+        out.history = torch.tensor(tot, dtype=torch.float64) / max(n_act, 1)
     return out
 
 
-def _fit_chunk(y, x, x_valid, M, spec, decay, exact, out, a0, a1) -> None:
+def _fit_chunk(y, x, x_valid, M, spec, decay, exact, out, a0, a1, hists=None) -> None:
     p = x.shape[1] + int(spec.intercept)
     my = sy = None
     if not exact and y.dtype != torch.float64:
@@ -180,7 +200,8 @@ def _fit_chunk(y, x, x_valid, M, spec, decay, exact, out, a0, a1) -> None:
     t0 = min(spec.min_obs - 1, mom.nobs.shape[-1])
     if t0 > 0:
         for buf in (out.coef[:, a0:a1, :t0], out.stderr[:, a0:a1, :t0], out.r2[a0:a1, :t0],
-                    out.resid_vol[a0:a1, :t0]):
+                    out.resid_vol[a0:a1, :t0], out.sum_coef[:, a0:a1, :t0],
+                    out.sum_stderr[:, a0:a1, :t0]):
             buf.fill_(float("nan"))
         out.converged[a0:a1, :t0] = False
         out.n_iter[a0:a1, :t0] = 0
@@ -188,18 +209,32 @@ def _fit_chunk(y, x, x_valid, M, spec, decay, exact, out, a0, a1) -> None:
             return
         mom = WindowMoments(*(getattr(mom, f.name)[:, t0:] for f in fields(WindowMoments)))
     usable = (mom.nobs >= spec.min_obs) & (mom.sw > 0)  # (B, T')
-    obj = LOSSES[spec.loss](mom, usable)
-    sol = run_solver(spec.solver, obj, spec.tol, spec.max_iter)
+    obj = base = LOSSES[spec.loss](mom, usable)
+    if spec.prior_strength > 0:  # λ‖β − b0‖², in the working coordinates
+        b0 = spec.prior if spec.prior.shape[0] == 1 else spec.prior[a0:a1]
+        Q, q, c0 = prior_terms(b0.to(torch.float64), spec.prior_strength, p, spec.intercept, M, sy)
+        obj = Penalized(base, Q, q, c0)
+    callback = None
+    if spec.history and hists is not None:  # Σ loss over the usable windows, original units
+        act = usable.expand(a1 - a0, -1)
+        units = None if sy is None else sy.to(mom.yy.dtype)[:, None].square()
+        sums: list[float] = []
+        hists[a0] = (sums, int(act.sum()))
+
+        def callback(loss: Tensor) -> None:
+            v = loss if units is None else loss * units
+            sums.append(float(torch.where(act, v, 0.0).sum()))
+    sol = run_solver(spec.solver, obj, spec.tol, spec.max_iter, callback)
     theta = sol.theta
     ch = sol.chol if sol.chol is not None else cholesky(obj.hessian(None))
     ginv = sol.hinv if sol.hinv is not None else inverse(ch)  # (B, T', p, p) of ZᵀWZ
 
-    if sol.chol is not None and obj.quadratic:  # at the exact optimum RSS = yy − θ·zy
+    if sol.chol is not None and obj.quadratic and obj is base:  # exact optimum: RSS = yy − θ·zy
         rss = torch.addcmul(mom.yy, theta[..., 0], mom.zy[..., 0], value=-1.0)
         for i in range(1, p):
             rss.addcmul_(theta[..., i], mom.zy[..., i], value=-1.0)
     else:
-        rss = obj.value(theta).mul_(2.0)
+        rss = base.value(theta).mul_(2.0)
     rss.clamp_min_(0.0)
     estimate = usable & ch.ok  # (B, T'), or (A, T') once the solver's flags are included
     if bool(sol.diverged.any()):
@@ -250,6 +285,18 @@ def _fit_chunk(y, x, x_valid, M, spec, decay, exact, out, a0, a1) -> None:
             coefs[0] = coefs[0] + my.to(f64)[:, None]
         s2 = s2 * syd.square()
     nan = torch.tensor(float("nan"), dtype=f64, device=theta.device)
+    for g, grp in enumerate(spec.sums):  # Σ_S θ and √(σ² Σ_{i,j∈S} [M G⁻¹ Mᵀ]_ij)
+        Md = M.to(theta.device) if M is not None else None
+        rows = [Md[i] for i in grp] if Md is not None else None
+        csum = sum(coefs[i] for i in grp)
+        if Md is None:
+            vsum = sum(ginv[..., i, j].to(f64) for i in grp for j in grp)
+        else:
+            w = sum(rows)  # (p,): the sum's row of M
+            vsum = sum(w[j] * w[l] * ginv[..., j, l].to(f64) for j in range(p) for l in range(p)
+                       if w[j] != 0 and w[l] != 0)
+        out.sum_coef[g][sl].copy_(torch.where(estimate, csum, nan))
+        out.sum_stderr[g][sl].copy_((s2 * vsum).clamp_min(0.0).sqrt())
     for i in range(p):
         dst = out.coef[i][sl]
         store(dst, torch.where(estimate, coefs[i], nan, out=into(dst, coefs[i])))
