@@ -83,6 +83,9 @@ def vasicek(
 
 
 def _only_factor(fit: Any) -> str:
+    beta_term = getattr(fit, "settings", {}).get("beta_term")  # a Dimson fit: the summed beta
+    if beta_term:
+        return beta_term
     factors = [t for t in fit.terms if t != "alpha"]
     if len(factors) != 1:
         raise FitError(f"vasicek: the fit has factors {factors}; name one with term=")

@@ -38,6 +38,13 @@ def fit_rolling(
     device: str | torch.device = "auto",
     dtype: torch.dtype | str | None = None,
     chunk_size: int | None = None,
+    huber_t: float = 1.345,
+    prior: Any = None,
+    prior_strength: float = 0.0,
+    winsorize: str | None = None,
+    market: str | None = None,
+    lags: int = 0,
+    history: bool = False,
 ) -> RollingFit:
     """Regress every column of ``y`` on the factors ``x`` over trailing windows of rows.
 
@@ -60,14 +67,33 @@ def fit_rolling(
     intercept : fit α (term ``"alpha"``).
     solver : ``"newton"`` (exact normal equations, default), or the first-order ``"gd"``,
         ``"adam"``, ``"lbfgs"`` (cold start, per-window convergence; see ``converged``).
-    loss : ``"mse"`` (least squares).
+    loss : ``"mse"`` (least squares) or ``"huber"`` (robust: statsmodels ``RLM`` with
+        ``HuberT(huber_t)`` and its MAD scale, per window; fixed windows only; see
+        ``quantfit.engine.huber`` for the solvers and the meaning of stderr/r2/resid_vol).
     tol, max_iter : convergence settings of the iterative solvers; ``None`` = the solver's
         default (see ``quantfit.engine.solvers.DEFAULTS``).
     device : ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
     dtype : ``torch.float64`` / ``torch.float32`` (or their names); default float64 on the
         CPU and float32 on a GPU. Results are always returned as float64.
     chunk_size : assets per batch; default from a memory budget (~0.75 GB on the CPU, a
-        quarter of the free memory on a GPU).
+        quarter of the free memory on a GPU). For ``loss="huber"``: (asset, window) pairs per
+        block.
+    huber_t : Huber's tuning constant t (> 0), in units of the robust scale.
+    prior, prior_strength : shrinkage prior: ``prior_strength · ‖β − prior‖²`` (λ ≥ 0) is added
+        to each window's (weighted) sum of squared residuals (for huber, to twice its loss);
+        the intercept is not penalized. ``prior`` is a scalar, a Series indexed by asset (the
+        same target for every factor of that asset), a dict / Series indexed by factor, or a
+        DataFrame assets × factors. stderr then is √(σ² [(ZᵀWZ + λP)⁻¹]_jj) (P selects the
+        slopes), the posterior standard deviation under β ~ N(b0, σ²/λ).
+    winsorize : ``"welch"``: before fitting, clip each asset's return on each date to between
+        −2 and +4 times the market's return that date (Welch 2022, "Simply Better Market
+        Betas"; pair with ``halflife≈84`` rows, about four months of trading days).
+    market : the market factor for ``winsorize`` and ``lags`` (default: the only factor).
+    lags : Dimson (1979) beta: add the market's returns lagged 1..L rows as regressors
+        (``"<market>_lag1"``, ...); ``fit.beta`` is then the summed market coefficient
+        (term ``"beta_dimson"``, SE from the full covariance), each lag via ``fit.coef``.
+    history : record ``fit.history``: the mean loss (½·RSS, + the penalty; Huber's loss for
+        huber) over the estimated windows after each iteration (1-D float64 array).
     """
     Y = _as_frame(y, "y", "y")
     X = _as_frame(x, "x", "x")
@@ -83,7 +109,34 @@ def fit_rolling(
         if not Y.index.isin(X.index).any():
             raise FitError("x shares no dates with y (x is aligned to y's index)")
         X = X.reindex(Y.index)
-    factors = [str(c) for c in X.columns]
+    X = X.set_axis([str(c) for c in X.columns], axis=1)  # a new frame: the caller's is untouched
+    factors = list(X.columns)
+    if winsorize not in (None, "welch"):
+        raise FitError(f"winsorize must be None or 'welch', got {winsorize!r}")
+    if not (isinstance(lags, (int, np.integer)) and not isinstance(lags, bool) and lags >= 0):
+        raise FitError(f"lags must be a non-negative integer, got {lags!r}")
+    lags = int(lags)
+    mkt = None
+    if winsorize or lags:
+        mkt = _market(factors, market)
+    elif market is not None:
+        raise FitError("market= is used by winsorize='welch' and lags=; neither is set")
+    if winsorize == "welch":
+        m = X[mkt].to_numpy(np.float64)[:, None]
+        lo, hi = np.minimum(-2.0 * m, 4.0 * m), np.maximum(-2.0 * m, 4.0 * m)
+        yv0 = _numeric(Y, "y")
+        with np.errstate(invalid="ignore"):
+            clipped = np.where(np.isfinite(m), np.clip(yv0, lo, hi), yv0)
+        Y = pd.DataFrame(clipped, index=Y.index, columns=Y.columns)
+    if lags:
+        for lag in range(1, lags + 1):
+            name = f"{mkt}_lag{lag}"
+            if name in factors or name == "beta_dimson":
+                raise FitError(f"lags={lags}: x already has a column {name!r}")
+            X[name] = X[mkt].shift(lag)
+        factors = list(X.columns)
+    if "beta_dimson" in factors:
+        raise FitError("a factor may not be named 'beta_dimson' (reserved for lags=)")
     if "alpha" in factors:
         raise FitError("a factor may not be named 'alpha' (reserved for the intercept)")
     if len(set(factors)) != len(factors):
@@ -98,6 +151,20 @@ def fit_rolling(
         raise FitError(f"unknown solver {solver!r}; choose one of {sorted(SOLVERS)}")
     if loss not in LOSSES:
         raise FitError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)}")
+    if not (isinstance(huber_t, (int, float)) and math.isfinite(huber_t) and huber_t > 0):
+        raise FitError(f"huber_t must be a positive number, got {huber_t!r}")
+    if loss == "huber" and expanding:
+        raise FitError("loss='huber' needs a fixed window (it keeps every row of every window); "
+                       "expanding=True is for loss='mse'")
+    if not (isinstance(prior_strength, (int, float)) and math.isfinite(prior_strength)
+            and prior_strength >= 0):
+        raise FitError(f"prior_strength must be a number >= 0, got {prior_strength!r}")
+    if prior_strength > 0 and prior is None:
+        raise FitError("prior_strength > 0 needs prior= (the target beta b0)")
+    if prior is not None and lags:
+        raise FitError("prior= with lags= is not supported (which coefficients would it shrink?)")
+    if not isinstance(history, bool):
+        raise FitError(f"history must be True or False, got {history!r}")
     if tol is not None and not (isinstance(tol, (int, float)) and tol > 0):
         raise FitError(f"tol must be a positive number, got {tol!r}")
     if max_iter is not None and not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
@@ -108,8 +175,14 @@ def fit_rolling(
 
     yv = _numeric(Y, "y")  # (T, A); pandas usually stores it so that .T is C-contiguous
     xv = _numeric(X, "x")  # (T, k)
+    k0 = int(bool(intercept))
+    sums = ((k0 + factors.index(mkt),) + tuple(k0 + factors.index(f"{mkt}_lag{i}")
+                                              for i in range(1, lags + 1)),) if lags else ()
+    b0 = None if prior is None or prior_strength == 0 else _prior(prior, Y.columns, factors)
     spec = RollingSpec(window=window, min_obs=min_obs, halflife=halflife, intercept=bool(intercept),
-                       loss=loss, solver=solver, tol=tol, max_iter=max_iter, chunk_size=chunk_size)
+                       loss=loss, solver=solver, tol=tol, max_iter=max_iter, chunk_size=chunk_size,
+                       huber_t=float(huber_t), prior=b0, prior_strength=float(prior_strength),
+                       sums=sums, history=history)
     with warnings.catch_warnings():
         # pandas hands out read-only views (copy-on-write); the engine never writes to y or x.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
@@ -121,12 +194,71 @@ def fit_rolling(
         intercept=bool(intercept), solver=solver, loss=loss, tol=tol, max_iter=max_iter,
         device=str(dev), dtype=str(dt).replace("torch.", ""),
     )
-    return RollingFit(
-        index=Y.index, assets=Y.columns, terms=terms, coef=out.coef.numpy(),
-        stderr=out.stderr.numpy(), r2=out.r2.numpy(), resid_vol=out.resid_vol.numpy(),
+    coef, stderr = out.coef.numpy(), out.stderr.numpy()
+    if loss == "huber":
+        settings["huber_t"] = float(huber_t)
+    if b0 is not None:
+        settings["prior_strength"] = float(prior_strength)
+        if np.isscalar(prior):
+            settings["prior"] = float(prior)
+    if winsorize:
+        settings["winsorize"] = winsorize
+    if lags:
+        settings.update(lags=lags, market=mkt, derived=["beta_dimson"], beta_term="beta_dimson")
+        terms = terms + ["beta_dimson"]
+        coef = np.concatenate([coef, out.sum_coef.numpy()])
+        stderr = np.concatenate([stderr, out.sum_stderr.numpy()])
+    fit = RollingFit(
+        index=Y.index, assets=Y.columns, terms=terms, coef=coef,
+        stderr=stderr, r2=out.r2.numpy(), resid_vol=out.resid_vol.numpy(),
         nobs=out.nobs.numpy(), converged=out.converged.numpy(), n_iter=out.n_iter.numpy(),
         settings=settings,
     )
+    fit.history = None if out.history is None else out.history.numpy()
+    return fit
+
+
+def _market(factors: list[str], market: str | None) -> str:
+    if market is None:
+        if len(factors) != 1:
+            raise FitError(f"winsorize='welch' / lags= need market= naming one of {factors}")
+        return factors[0]
+    if str(market) not in factors:
+        raise FitError(f"market={market!r} is not a column of x ({factors})")
+    return str(market)
+
+
+def _prior(prior: Any, assets: pd.Index, factors: list[str]) -> torch.Tensor:
+    """The target slopes b0 as a float64 tensor (A or 1, k)."""
+    k = len(factors)
+    if isinstance(prior, (int, float, np.number)) and not isinstance(prior, bool):
+        b0 = np.full((1, k), float(prior))
+    elif isinstance(prior, dict) or (isinstance(prior, pd.Series) and set(map(str, prior.index)) <= set(factors)
+                                     and not set(prior.index) <= set(assets)):
+        ser = pd.Series(prior)
+        ser.index = ser.index.map(str)
+        missing = [f for f in factors if f not in ser.index]
+        extra = [f for f in ser.index if f not in factors]
+        if missing or extra:
+            raise FitError(f"per-factor prior must name exactly the factors {factors}; "
+                           f"missing {missing}, unknown {extra}")
+        b0 = ser.reindex(factors).to_numpy(np.float64)[None, :]
+    elif isinstance(prior, pd.Series):
+        missing = [a for a in assets if a not in prior.index]
+        if missing:
+            raise FitError(f"per-asset prior lacks assets {missing[:5]}")
+        b0 = np.repeat(prior.reindex(assets).to_numpy(np.float64)[:, None], k, axis=1)
+    elif isinstance(prior, pd.DataFrame):
+        cols = [str(c) for c in prior.columns]
+        if set(cols) != set(factors) or not set(assets) <= set(prior.index):
+            raise FitError(f"a DataFrame prior must be assets × factors {factors}")
+        b0 = prior.set_axis(cols, axis=1).reindex(index=assets, columns=factors).to_numpy(np.float64)
+    else:
+        raise FitError(f"prior must be a number, a dict/Series by factor, a Series by asset or a "
+                       f"DataFrame assets × factors, got {type(prior).__name__}")
+    if not np.isfinite(b0).all():
+        raise FitError("prior has missing or non-finite values")
+    return torch.from_numpy(np.ascontiguousarray(b0))
 
 
 def _as_frame(obj: Any, what: str, default_name: str) -> pd.DataFrame:

@@ -50,12 +50,16 @@ class RollingFit:
         self._stats = {"r2": r2, "resid_vol": resid_vol, "nobs": nobs,
                        "converged": converged, "n_iter": n_iter}
         self._frames: dict[tuple[str, str], pd.DataFrame] = {}
+        #: Mean loss over the windows after each iteration (``fit_rolling(history=True)``).
+        self.history: np.ndarray | None = None
 
     # ---- accessors ------------------------------------------------------------------------
     @property
     def factors(self) -> list[str]:
-        """The factor terms (every term but ``"alpha"``), in the order of x's columns."""
-        return [t for t in self.terms if t != "alpha"]
+        """The factor terms (every term but ``"alpha"`` and derived terms such as
+        ``"beta_dimson"``), in the order of x's columns."""
+        derived = set(self.settings.get("derived", ()))
+        return [t for t in self.terms if t != "alpha" and t not in derived]
 
     def _frame(self, kind: str, key: str, arr: np.ndarray) -> pd.DataFrame:
         # One zero-copy frame per array, handed out as shallow copies: copy-on-write keeps a
@@ -88,7 +92,10 @@ class RollingFit:
 
     @property
     def beta(self) -> pd.DataFrame:
-        """Coefficient of the only factor (FitError when the fit has several)."""
+        """Coefficient of the only factor (FitError when the fit has several); for a Dimson fit
+        (``lags=``) the summed market coefficient, term ``"beta_dimson"``."""
+        if self.settings.get("beta_term"):
+            return self.coef(self.settings["beta_term"])
         factors = self.factors
         if len(factors) != 1:
             raise FitError(f"fit.beta needs exactly one factor; use fit.coef(name) for {factors}")
