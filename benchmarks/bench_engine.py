@@ -3,6 +3,7 @@
     python benchmarks/bench_engine.py               # W1 on the CPU + memory check + GPU if any
     python benchmarks/bench_engine.py --no-memory   # skip the 5,000 × 5,040 × 3 memory run
     python benchmarks/bench_engine.py --sm-assets 5 # statsmodels loop on fewer assets
+    python benchmarks/bench_engine.py --threads 1   # torch on one thread (busy machines)
 
 W1 = 500 assets × 2,520 dates, window 252, one factor, synthetic with known β (CPU):
   * pandas  ``Y.rolling(252).cov(x) / x.rolling(252).var()`` (β only)           — the baseline
@@ -180,7 +181,12 @@ def main() -> None:
     ap.add_argument("--sm-assets", type=int, default=10)
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--memory-solver", default="newton")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch intra-op threads (default: torch's choice, the core count); "
+                         "1 is steadier when other processes compete for the cores")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"quantfit {qf.__version__}, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     bench_w1(args.repeat, args.sm_assets)
