@@ -7,12 +7,8 @@
   optimum.
 * ``convergence_histories(y, x, window, solvers)`` measures histories through the public API.
 
-Why re-fitting: the engine does not report per-iteration losses yet. Its solvers start cold
-and are deterministic, so a fit with ``max_iter=k`` stops at iterate k (windows that converged
-earlier stay frozen, as they do in the full run); the history is ``mean_window_loss`` of those
-fits on a geometric grid of k. That costs about twice the iterations of one full run per
-solver, and the loss is recovered from the reported residual volatility
-(½·RSS = ½·resid_vol²·(nobs − p)), so it is for squared-loss fits.
+The histories come from the engine itself: ``qf.fit_rolling(..., history=True)`` records the
+mean per-window loss after every iteration (``fit.history``), so each solver runs once.
 """
 
 from __future__ import annotations
@@ -51,10 +47,6 @@ def mean_window_loss(fit: RollingFit, mask: np.ndarray | None = None) -> float:
     return float(loss[mask].mean())
 
 
-def _grid(max_iter: int, points: int = 24) -> np.ndarray:
-    return np.unique(np.geomspace(1, max_iter, points).round().astype(int))
-
-
 def convergence_histories(y: pd.DataFrame | pd.Series, x: pd.DataFrame | pd.Series,
                           window: int = 252, solvers: Sequence[str] = ("gd", "adam", "lbfgs"),
                           *, max_iter: int | None = None, points: int = 24,
@@ -67,34 +59,28 @@ def convergence_histories(y: pd.DataFrame | pd.Series, x: pd.DataFrame | pd.Seri
         small: each solver is re-run once per grid point, see the module docstring).
     solvers : iterative solver names (``qf.fit_rolling``'s ``solver=``).
     max_iter : last iteration to measure (default: each solver's default ``max_iter``).
-    points : grid points between 1 and max_iter (geometric); the grid stops early once every
-        window has converged.
+    points : unused (kept for compatibility: histories now have every iteration).
 
     Returns ``{solver: Series}``, each indexed by iteration count k (int) with the mean over
-    windows of ½·RSS after k iterations. The windows are those where newton has an estimate,
-    so every history and ``mean_window_loss(qf.fit_rolling(y, x, window, **fit_kwargs))`` (the
-    optimum) average the same windows; a point is NaN if some of them diverged.
+    windows of ½·RSS after k iterations (``fit.history``). The windows are those with enough
+    rows, the windows where newton has an estimate (unless one is singular), so the histories
+    and ``mean_window_loss(qf.fit_rolling(y, x, window, **fit_kwargs))`` (the optimum) average
+    the same windows.
     """
     from quantfit.engine import DEFAULTS
 
-    for key in ("solver", "max_iter", "loss"):
+    for key in ("solver", "max_iter", "loss", "history"):
         if key in fit_kwargs:
             raise FitError(f"convergence_histories sets {key}= itself")
-    ref = fit_rolling(y, x, window, **fit_kwargs)
-    mask = np.isfinite(window_loss(ref).to_numpy())
     out: dict[str, pd.Series] = {}
     for solver in solvers:
         if solver not in DEFAULTS:
             raise FitError(f"unknown solver {solver!r}; choose one of {sorted(DEFAULTS)}")
-        last = max_iter or DEFAULTS[solver][2]
-        ks, vals = [], []
-        for k in _grid(int(last), points):
-            fit = fit_rolling(y, x, window, solver=solver, max_iter=int(k), **fit_kwargs)
-            ks.append(int(k))
-            vals.append(mean_window_loss(fit, mask))
-            if bool(fit.converged.to_numpy()[mask].all()):
-                break
-        out[solver] = pd.Series(vals, index=pd.Index(ks, name="iteration"), name=solver)
+        fit = fit_rolling(y, x, window, solver=solver, max_iter=max_iter, history=True,
+                          **fit_kwargs)
+        h = np.asarray(fit.history, dtype=float)
+        out[solver] = pd.Series(h, index=pd.Index(np.arange(1, len(h) + 1), name="iteration"),
+                                name=solver)
     return out
 
 
