@@ -55,9 +55,9 @@ from quantfit.engine.solvers import default_max_iter, default_tol, run_solver
 MAD_C = 0.6744897501960817  # Φ⁻¹(3/4): the MAD of a standard normal
 SWITCH_ITER = 10  # newton steps before the open windows fall back to IRLS steps
 MAX_OUTER = 50  # scale re-estimations for the first-order solvers
-CPU_BLOCK_ELEMENTS = 2**19  # (pairs × rows) per block on the CPU (cache-sized)
+CPU_BLOCK_ELEMENTS = 2**18  # (pairs × rows) per block on the CPU (cache-sized)
 GPU_BLOCK_FRACTION = 0.25  # of the free device memory, across ~16 live (N, W) arrays
-COMPACT_BELOW = 0.7  # drop finished pairs from a block when fewer than this share are open
+COMPACT_BELOW = 0.9  # drop finished pairs from a block when fewer than this share are open
 
 
 class _Block:
