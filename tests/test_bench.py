@@ -254,7 +254,8 @@ def test_plot_scaling(tmp_path):
     assert [ln.get_label() for ln in left.lines] == ["quantfit newton"]
     assert list(left.lines[0].get_xdata()) == [10, 20] and list(right.lines[0].get_xdata()) == [21, 63]
     from matplotlib.text import Text
-    assert any("quantfit huber: not available: no huber" in t.get_text() for t in fig.findobj(Text))
+    assert any("quantfit huber (assets: 2 points): not available: no huber" in t.get_text()
+               for t in fig.findobj(Text))
     with pytest.raises(QuantfitError):
         plot_scaling([])
 

@@ -3,7 +3,8 @@
 ``plot_scaling(points, path=None)`` draws the points of ``quantfit.bench.scaling.run_scaling``
 (dicts with ``method, axis, n_assets, window, wall_s, status``): left, wall seconds against
 the number of assets; right, against the window length; log–log, one line per method.
-Methods without a single measured point are named under the axes with the reason.
+Points that were not measured (method not available, or skipped as too slow) are named under
+the axes with the reason.
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ def plot_scaling(points: list[dict], path: str | PathLike | None = None,
         for i, m in enumerate(methods):
             pts = sorted((p[key], p["wall_s"]) for p in points
                          if p["method"] == m and p["axis"] == axis and p["status"] == "ok")
+            skipped = [p for p in on_axis if p["method"] == m and p["status"] != "ok"]
+            if skipped:  # say on the figure which points are absent and why
+                missing[f"{m} ({axis}: {len(skipped)} point{'s' * (len(skipped) > 1)})"] = \
+                    skipped[0]["note"]
             if not pts:
-                why = next((p["note"] for p in points if p["method"] == m and p["note"]), "")
-                missing[m] = why
                 continue
             xs, ys = zip(*pts)
             ax.plot(xs, ys, marker="o", color=f"C{i}", label=m)
@@ -49,7 +52,7 @@ def plot_scaling(points: list[dict], path: str | PathLike | None = None,
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("wall seconds (median of repeats)")
-    axes[0].legend(loc="upper left")
+    axes[0].legend(loc="best")
     dev = points[0].get("device", "")
     fig.suptitle(title or f"quantfit.fit_rolling: time against assets and window ({dev})")
     if missing:
