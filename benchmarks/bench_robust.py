@@ -2,6 +2,7 @@
 
     python benchmarks/bench_robust.py              # CPU: W1 (500 × 2,520, window 252)
     python benchmarks/bench_robust.py --rlm 300    # RLM on 300 random windows (extrapolated)
+    python benchmarks/bench_robust.py --dtype float32
     python benchmarks/bench_robust.py --gpu        # also W2 (5,000 × 5,040, one factor) on CUDA
 
 RLM (``RLM(y, [1, x], M=HuberT(1.345)).fit()``) is timed on a random subset of the (asset,
@@ -24,13 +25,14 @@ from engine_workloads import make_w1  # noqa: E402
 import quantfit as qf  # noqa: E402
 
 
-def cpu_w1(n_rlm: int, window: int = 252, seed: int = 0) -> dict:
+def cpu_w1(n_rlm: int, window: int = 252, seed: int = 0, dtype: str = "float64") -> dict:
     import statsmodels.api as sm
 
     y, x, _ = make_w1()
-    qf.fit_rolling(y.iloc[:, :16], x, window, loss="huber", device="cpu")  # warm-up
+    kw = dict(loss="huber", device="cpu", dtype=dtype)
+    qf.fit_rolling(y.iloc[:, :16], x, window, **kw)  # warm-up
     t0 = time.perf_counter()
-    fit = qf.fit_rolling(y, x, window, loss="huber", device="cpu")
+    fit = qf.fit_rolling(y, x, window, **kw)
     t_qf = time.perf_counter() - t0
     n_windows = y.shape[1] * (len(y) - window + 1)
     rng = np.random.default_rng(seed)
@@ -70,10 +72,11 @@ def main(argv=None) -> None:
     ap.add_argument("--rlm", type=int, default=200, help="RLM windows to time (extrapolated)")
     ap.add_argument("--gpu", action="store_true", help="also run W2 on CUDA (if present)")
     ap.add_argument("--no-cpu", action="store_true")
+    ap.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     a = ap.parse_args(argv)
     if not a.no_cpu:
-        r = cpu_w1(a.rlm)
-        print(f"W1 Huber (500 x 2,520, W=252, {r['windows']:,} windows) on CPU: quantfit "
+        r = cpu_w1(a.rlm, dtype=a.dtype)
+        print(f"W1 Huber (500 x 2,520, W=252, {r['windows']:,} windows) on CPU, {a.dtype}: quantfit "
               f"{r['quantfit_s']:.1f} s; statsmodels RLM {r['rlm_ms_per_window']:.2f} ms/window on "
               f"{a.rlm} random windows, extrapolated {r['rlm_extrapolated_s']:,.0f} s -> "
               f"{r['speedup']:.0f}x; max |dbeta| vs RLM {r['max_abs_dbeta']:.1e}; "
