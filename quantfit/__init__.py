@@ -12,7 +12,9 @@ Layers (data flows one way): ``quantfit.data`` (sources, PriceStore, returns) ->
 
 from __future__ import annotations
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version as _version
+from typing import TYPE_CHECKING
 
 from quantfit.errors import DataError, FitError, QuantfitError
 
@@ -28,23 +30,37 @@ from quantfit.data import PriceStore, load_sample, returns, sources
 
 __all__ += ["sources", "PriceStore", "returns", "load_sample"]
 
-# --- engine and results -----------------------------------------------------------------
-from quantfit.fit import fit_rolling
-from quantfit.results import RollingFit
+# --- engine, results, adjustments, report -----------------------------------------------
+# Loaded on first use (PEP 562), so that `quantfit ingest`/`prices` and strategies that only
+# read betas do not pay for importing torch and matplotlib (about 2 s).
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "fit_rolling": ("quantfit.fit", "fit_rolling"),
+    "RollingFit": ("quantfit.results", "RollingFit"),
+    "adjust": ("quantfit.adjust", None),
+    "report": ("quantfit.report", None),
+    "read_betas": ("quantfit.results_store", "read_betas"),  # nightly results of `quantfit refresh`
+    "read_results": ("quantfit.results_store", "read_results"),
+}
 
-__all__ += ["fit_rolling", "RollingFit"]
+__all__ += list(_LAZY)
 
-# --- adjustments --------------------------------------------------------------------------
-from quantfit import adjust
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from quantfit import adjust, report
+    from quantfit.fit import fit_rolling
+    from quantfit.results import RollingFit
+    from quantfit.results_store import read_betas, read_results
 
-__all__ += ["adjust"]
 
-# --- report -----------------------------------------------------------------------------
-from quantfit import report
+def __getattr__(name: str):
+    try:
+        module_name, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'quantfit' has no attribute {name!r}") from None
+    module = import_module(module_name)
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
 
-__all__ += ["report"]
 
-# --- nightly results (written by `quantfit refresh`) ---------------------------------------
-from quantfit.results_store import read_betas, read_results
-
-__all__ += ["read_betas", "read_results"]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

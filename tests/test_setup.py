@@ -33,3 +33,15 @@ def test_readme_never_installs_cuda_torch_by_default():
 def test_public_names_exist():
     for name in qf.__all__:
         assert hasattr(qf, name), name
+
+
+def test_import_and_light_commands_do_not_load_torch():
+    # `quantfit ingest/prices` and strategies reading betas must not pay for torch/matplotlib
+    import subprocess
+    import sys
+    code = ("import sys, quantfit as qf, quantfit.cli; qf.PriceStore; qf.read_betas; "
+            "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    assert callable(qf.fit_rolling) and qf.RollingFit.__name__ == "RollingFit"  # lazy names resolve
+    assert "fit_rolling" in dir(qf)
