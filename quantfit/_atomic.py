@@ -4,6 +4,7 @@
 * ``atomic_open(path)``: write through a temp file in the same directory renamed over
   ``path`` (optionally fsynced): readers see the old file or the new one, never half of one;
 * ``write_json_atomic(path, obj)``: ``atomic_open`` with fsync, for JSON commit points;
+* ``read_manifest(path, fmt, version, what)``: a committed JSON manifest, checked, or None;
 * ``exclusive_lock(lock_path)``: an ``fcntl.flock`` held for the ``with`` block, so writers
   (threads or processes) on the same directory are serialized.
 
@@ -20,6 +21,8 @@ import os
 import uuid
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
+
+from quantfit.errors import DataError
 
 #: Temp files of ``atomic_open`` are ``<target name><TMP_INFIX><hex>``.
 TMP_INFIX = ".tmp-"
@@ -92,6 +95,28 @@ def exclusive_lock(lock_path: str | os.PathLike,
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def read_manifest(path: str | os.PathLike, fmt: str, version: int, what: str) -> dict | None:
+    """Read the JSON manifest at ``path``: None when none was committed yet.
+
+    A file that is not JSON, not of format ``fmt``, or of another ``version`` raises
+    ``DataError`` naming ``what`` (e.g. "store", "results"): a foreign file, never ours half-written.
+    """
+    path = Path(path)
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        raise DataError(f"{path.parent} is not a directory") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path} is not a quantfit {what} manifest: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != fmt:
+        raise DataError(f"{path} is not a quantfit {what} manifest")
+    if manifest.get("version") != version:
+        raise DataError(f"{path.parent}: unsupported {what} version {manifest.get('version')!r}")
+    return manifest
 
 
 def remove_temp_files(directory: str | os.PathLike, target_name: str) -> None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import json
 import os
 import time
 import uuid
@@ -43,7 +42,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from quantfit._atomic import exclusive_lock, fsync_dir, remove_temp_files, write_json_atomic
+from quantfit._atomic import (exclusive_lock, fsync_dir, read_manifest, remove_temp_files,
+                              write_json_atomic)
 from quantfit.errors import DataError
 from quantfit.results import RollingFit
 
@@ -120,17 +120,7 @@ class ResultSet:
 
     def read_manifest(self) -> dict | None:
         """The committed manifest, or None when nothing was committed here yet."""
-        try:
-            manifest = json.loads((self.path / MANIFEST).read_text())
-        except FileNotFoundError:
-            return None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(f"{self.path / MANIFEST} is not a quantfit results manifest: {exc}") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise DataError(f"{self.path / MANIFEST} is not a quantfit results manifest")
-        if manifest.get("version") != VERSION:
-            raise DataError(f"{self.path}: unsupported results version {manifest.get('version')!r}")
-        return manifest
+        return read_manifest(self.path / MANIFEST, FORMAT, VERSION, "results")
 
     @contextlib.contextmanager
     def lock(self, on_wait=None) -> Iterator[None]:

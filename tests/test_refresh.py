@@ -191,34 +191,14 @@ def test_changed_parameters_write_a_fresh_result_set_and_keep_the_old(tmp_path, 
 
 
 # ----------------------------------------------------------------------------- crash safety
-CHILD = textwrap.dedent("""
-    import io, os, signal, sys
+CHILD = textwrap.dedent(f"""
+    import sys
+    sys.path.insert(0, {str(Path(__file__).parent)!r})
+    from crashpoints import arm
     mode, store, out = sys.argv[1:4]
-    import pyarrow.parquet as pq
     from quantfit.cli import main
 
-    def die():
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    kind, _, arg = mode.partition(":")
-    if kind == "write":          # die half-way through writing the k-th month file
-        k, real, count = int(arg), pq.write_table, [0]
-        def write_table(table, where, **kw):
-            count[0] += 1
-            if count[0] < k:
-                return real(table, where, **kw)
-            buf = io.BytesIO(); real(table, buf, **kw)
-            where.write(buf.getvalue()[: len(buf.getvalue()) // 2]); where.flush(); die()
-        pq.write_table = write_table
-    elif kind in ("before_commit", "after_commit"):
-        real = os.replace
-        def replace(a, b):
-            if str(b).endswith("manifest.json"):
-                if kind == "after_commit":
-                    real(a, b)
-                die()
-            return real(a, b)
-        os.replace = replace
+    kind = arm(mode)
     print("ready", flush=True)
     if kind == "timed":
         sys.stdin.readline()

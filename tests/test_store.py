@@ -205,44 +205,14 @@ def test_orphans_ignored_by_readers_and_removed_by_next_writer(store):
     assert not list(store.path.glob(f"{MANIFEST}.tmp-*"))
 
 
-CHILD = textwrap.dedent("""
-    import os, signal, sys, io
+CHILD = textwrap.dedent(f"""
+    import sys
+    sys.path.insert(0, {str(Path(__file__).parent)!r})
+    from crashpoints import arm
     mode, store_dir, csv_path = sys.argv[1], sys.argv[2], sys.argv[3]
-    import pyarrow.parquet as pq
     import quantfit as qf
 
-    def die():
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    kind, _, arg = mode.partition(":")
-    if kind == "write":          # die half-way through writing the k-th bucket file
-        k, real = int(arg), pq.write_table
-        count = [0]
-        def write_table(table, where, **kw):
-            count[0] += 1
-            if count[0] < k:
-                return real(table, where, **kw)
-            buf = io.BytesIO(); real(table, buf, **kw)
-            where.write(buf.getvalue()[: len(buf.getvalue()) // 2]); where.flush(); die()
-        pq.write_table = write_table
-    elif kind in ("before_commit", "after_commit"):
-        real = os.replace
-        def replace(a, b):
-            if str(b).endswith("manifest.json"):
-                if kind == "after_commit":
-                    real(a, b)
-                die()
-            return real(a, b)
-        os.replace = replace
-    elif kind == "unlink":       # die while deleting superseded files after the commit
-        k, real = int(arg), os.unlink
-        count = [0]
-        def unlink(p, *a, **kw):
-            count[0] += 1
-            if count[0] >= k and "/data/" in str(p):
-                die()
-            return real(p, *a, **kw)
-        os.unlink = unlink
+    kind = arm(mode)
     frame = qf.sources.csv(csv_path)
     print("ready", flush=True)
     if kind == "timed":

@@ -36,7 +36,6 @@ Guarantees:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 import uuid
@@ -51,7 +50,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from quantfit._atomic import exclusive_lock, fsync_dir, remove_temp_files, write_json_atomic
+from quantfit._atomic import (exclusive_lock, fsync_dir, read_manifest, remove_temp_files,
+                              write_json_atomic)
 from quantfit.data.frames import DATE_DTYPE, day_numbers, row_keys, validate_long
 from quantfit.errors import DataError
 
@@ -130,23 +130,9 @@ class PriceStore:
     # ----------------------------------------------------------------------------- manifest
     def _read_manifest(self) -> dict | None:
         """The committed manifest, or None when nothing was ever committed here."""
-        try:
-            text = (self.path / MANIFEST).read_text()
-        except FileNotFoundError:
-            if self.path.exists() and not self.path.is_dir():
-                raise DataError(f"store path {self.path} is not a directory")
-            return None
-        except NotADirectoryError:
-            raise DataError(f"store path {self.path} is not a directory") from None
-        try:
-            manifest = json.loads(text)
-        except json.JSONDecodeError as exc:  # only a foreign file can look like this
-            raise DataError(f"{self.path / MANIFEST} is not a quantfit store manifest: {exc}") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise DataError(f"{self.path / MANIFEST} is not a quantfit store manifest")
-        if manifest.get("version") != VERSION:
-            raise DataError(f"{self.path}: unsupported store version {manifest.get('version')!r}")
-        return manifest
+        if self.path.exists() and not self.path.is_dir():
+            raise DataError(f"store path {self.path} is not a directory")
+        return read_manifest(self.path / MANIFEST, FORMAT, VERSION, "store")
 
     def _commit_manifest(self, manifest: dict) -> None:
         """Atomically replace the manifest: temp file, fsync, rename, fsync directory."""
