@@ -291,10 +291,11 @@ def plot_beta_heatmap(fit: RollingFit, term: str | None = None, freq: str = "ME"
     else:
         ax.set_yticks([])
         ax.set_ylabel(f"{A} assets (fit order)")
-    ax.set_facecolor("white")
+    ax.set_facecolor("0.82")  # no estimate: grey, distinct from the white of β = 1
     cb = fig.colorbar(img, ax=ax, extend="both", pad=0.01)
     cb.set_label(f"β on {term}" if term != "alpha" else "α (per period)")
-    ax.set_title(f"{_what(term)}, last estimate per {_PERIODS.get(freq, freq)}: {A} assets × {M} periods")
+    ax.set_title(f"{_what(term)}, last estimate per {_PERIODS.get(freq, freq)}: {A} assets × {M} periods"
+                 " (grey: no estimate)")
     save(fig, path)
     return fig
 
