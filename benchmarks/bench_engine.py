@@ -9,7 +9,8 @@ W1 = 500 assets × 2,520 dates, window 252, one factor, synthetic with known β 
   * pandas  ``Y.rolling(252).cov(x) / x.rolling(252).var()`` (β only)           — the baseline
   * newton  float64, producing β, α, SE, t, R², residual vol (all accessors touched)
   * statsmodels RollingOLS looped over assets (timed on ``--sm-assets`` assets, scaled to 500)
-  * gd / adam / lbfgs from a cold start, checked to max |Δβ| ≤ 1e-5 against newton
+  * gd / adam / lbfgs from a cold start, at the default tol and at tol=1e-6 (the loosest that
+    meets max |Δβ| ≤ 1e-5 against newton on W1), each row checked against that bar
 Memory: 5,000 assets × 5,040 dates × 3 factors, newton on the CPU, in a child process:
   peak RSS (``ru_maxrss``) after building the data and after the fit.
 GPU (only with CUDA): W2 = 5,000 × 5,040, three factors, float32, device-resident inputs and
@@ -93,16 +94,23 @@ def bench_w1(repeat: int, sm_assets: int) -> None:
           f"(measured {t_sm:.2f} s on {sm_assets} assets, scaled x{Y.shape[1] / sm_assets:.0f})  "
           f"statsmodels/newton = {t_sm_all / t_nt:7.0f}x (target >= 1000x)   (max|dbeta| = {d_sm:.1e})")
 
+    # Each iterative solver at its default tol, then at the loosest tol that still meets the
+    # issue's accuracy bar (max |Δβ| <= 1e-5 against newton): the speed targets are stated at
+    # that accuracy, and a row that misses the bar says so.
     for solver, budget in [("gd", 1.5), ("adam", 5.0), ("lbfgs", None)]:
-        t_s, f = best_of(lambda s=solver: (lambda r: (r, r.beta))(qf.fit_rolling(Y, x, 252, solver=s))[0],
-                         max(1, repeat - 1))
-        d = float((f.beta - fit.beta).abs().max().max())
-        est = f.beta.notna().to_numpy()
-        it = f.n_iter.to_numpy()[est]
-        target = f"(target <= {budget:.1f}x)" if budget else ""
-        print(f"  {solver:<6} cold start, float64           {t_s * 1e3:9.1f} ms   "
-              f"{solver}/pandas = {t_s / t_pd:5.2f}x {target}  max|dbeta| vs newton = {d:.1e}  "
-              f"converged {f.converged.to_numpy()[est].mean():.4f}  iterations median {np.median(it):.0f} max {it.max()}")
+        for tol in (None, 1e-6):
+            t_s, f = best_of(lambda s=solver, tl=tol: qf.fit_rolling(Y, x, 252, solver=s, tol=tl),
+                             max(1, repeat - 1))
+            d = float((f.beta - fit.beta).abs().max().max())
+            est = f.beta.notna().to_numpy()
+            it = f.n_iter.to_numpy()[est]
+            target = f"(target <= {budget:.1f}x)" if budget else ""
+            acc = "meets" if d <= 1e-5 else "MISSES"
+            tol_s = "default" if tol is None else f"{tol:g}"
+            print(f"  {solver:<6} cold start, tol={tol_s:<8}  {t_s * 1e3:9.1f} ms   "
+                  f"{solver}/pandas = {t_s / t_pd:5.2f}x {target}  max|dbeta| vs newton = {d:.1e} "
+                  f"({acc} 1e-5)  converged {f.converged.to_numpy()[est].mean():.4f}  "
+                  f"iterations median {np.median(it):.0f} max {it.max()}")
     err = float(np.abs(fit.beta.iloc[-1].to_numpy() - beta_true).max())
     print(f"  (sanity: max |newton beta - true beta| at the last date = {err:.3f}, sampling noise)")
 

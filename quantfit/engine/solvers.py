@@ -30,6 +30,7 @@ from torch import Tensor
 from quantfit.engine.linalg import (Cholesky, cholesky, dot, inverse, matvec, param_empty, param_zeros,
                                     solve)
 from quantfit.engine.objectives import Objective
+from quantfit.engine.quadratic import NormalizedQuadratic
 
 #: Per-solver defaults: (tol for float64, tol for float32, max_iter).
 DEFAULTS: dict[str, tuple[float, float, int]] = {
@@ -43,6 +44,7 @@ DEFAULTS: dict[str, tuple[float, float, int]] = {
 #: faster decays (β1 0.5, 0.92^t) save a third but stall on a few ill-conditioned windows.
 ADAM_LR, ADAM_DECAY, ADAM_BETAS = 0.3, 0.95, (0.7, 0.9)  # robust on p = 4, κ ≈ 8 windows
 ADAM_BLOWUP, ADAM_LOSS_EVERY, ADAM_CHECK_EVERY = 10.0, 10, 5
+GD_LOSS_EVERY = 10  # gd on a quadratic: how often the loss is checked against loss(0)
 LBFGS_MEMORY, LBFGS_MAX_BACKTRACK, ARMIJO_C1 = 5, 30, 1e-4
 
 
@@ -145,8 +147,13 @@ def gd(obj: Objective, tol: float, max_iter: int, callback=None) -> Solution:
 
     A descent method: a window whose loss rises beyond rounding (or turns non-finite) has
     diverged. Converged windows are frozen, so results do not depend on which windows share
-    a chunk; the loop stops when none is open.
+    a chunk; the loop stops when none is open. Quadratic objectives run the same iteration
+    fused in place in normalized units (``quadratic.NormalizedQuadratic``), where the 1/L step
+    provably decreases the loss: divergence is a non-finite gradient, or a loss above its
+    cold-start value (checked every ``GD_LOSS_EVERY`` iterations and at the end).
     """
+    if obj.quadratic:
+        return _gd_quadratic(obj, tol, max_iter, callback)
     diag, lip = obj.curvature()
     step = (1.0 / lip)[..., None] / diag  # (B, T, p): η / D_i
     g = obj.grad(None)
@@ -171,17 +178,39 @@ def gd(obj: Objective, tol: float, max_iter: int, callback=None) -> Solution:
     return Solution(theta, mon.converged, mon.diverged, mon.n_iter)
 
 
+def _gd_quadratic(obj: Objective, tol: float, max_iter: int, callback=None) -> Solution:
+    """``gd`` on a quadratic: u ← u − ĝ / L in normalized units; a closed window's step is 0."""
+    q = NormalizedQuadratic(obj, tol)
+    A, T = q.shape
+    step = (1.0 / q.lip).expand(A, T)[:, None, :].clone()  # (A, 1, T)
+    q.gradient()
+    if q.check(0, None):
+        return _solution(q)
+    for t in range(1, max_iter + 1):
+        q.u.addcmul_(q.g, step, value=-1.0)
+        q.gradient()
+        if callback is not None:
+            callback(obj.value(q.theta()))
+        last = t == max_iter
+        if q.check(t, 1.0 if t % GD_LOSS_EVERY == 0 or last else None):
+            break
+        step.masked_fill_(~q.open[:, None, :], 0.0)
+    return _solution(q)
+
+
+def _solution(q: NormalizedQuadratic) -> Solution:
+    return Solution(q.theta(), q.converged, q.diverged, q.n_iter)
+
+
 def adam(obj: Objective, tol: float, max_iter: int, callback=None) -> Solution:
     """Adam in preconditioned, normalized units ``u_i = θ_i · √D_i / ‖y‖`` (optimum of order
     one), from θ = 0, with an exponentially decaying step. Not monotone, so a window diverges
     only when its gradient or loss turns non-finite or its loss exceeds ``ADAM_BLOWUP`` × its
     cold-start value. Converged windows are frozen.
 
-    Quadratic objectives (the squared loss, with or without a prior) run a fused loop: with
-    ``Ĝ = D^-½ H D^-½`` (shared by the assets when H is) and ``ẑ = D^-½ b / ‖y‖`` (b = −grad
-    at 0), the gradient in u is ``ĝ = Ĝu − ẑ`` and a window has converged when ``‖ĝ‖ ≤ tol``
-    (the same test as the generic ``_Monitor``). Every update is in place on stacked (A, p, T)
-    buffers, about 8·p passes per iteration. Convergence is checked every
+    Quadratic objectives (the squared loss, with or without a prior) run a fused loop in
+    normalized units (``quadratic.NormalizedQuadratic``), every update in place on stacked
+    (A, p, T) buffers, about 8·p passes per iteration. Convergence is checked every
     ``ADAM_CHECK_EVERY`` iterations (every iteration with a callback), so ``n_iter`` has that
     granularity: it is the iteration of the first check that saw the window converged. A
     window is frozen by giving its step an infinite denominator (its u stops moving exactly).
@@ -190,96 +219,34 @@ def adam(obj: Objective, tol: float, max_iter: int, callback=None) -> Solution:
     """
     if not obj.quadratic:
         return _adam_generic(obj, tol, max_iter, callback)
-    H = obj.hessian(None)  # (B, T, p, p)
-    b = obj.neg_grad(None)  # (A, T, p)
-    A, T, p = b.shape
-    dt, dev = b.dtype, b.device
-    diag, _ = obj.curvature()  # (B, T, p)
-    rs = diag.rsqrt()  # D^-½
-    # ‖y‖ = √(2·loss(0)); windows with ‖y‖ = 0 start (and stay) at their optimum θ = 0.
-    ynorm = (2.0 * obj.loss_scale).clamp_min_(0.0).sqrt_()  # (A, T)
-    inv_norm = torch.where(ynorm > 0, ynorm.reciprocal(), 0.0)
-    Bh = H.shape[0]
-    # Ĝ, stored as its p² entries (Bh, T) each; unit diagonal where D is H's diagonal.
-    Gh = [[H[..., i, j] * rs[..., i] * rs[..., j] for j in range(p)] for i in range(p)]
-    unit = all(bool((H[..., i, i] == diag[..., i]).all()) for i in range(p))
-    # Stacked (A, p, T) buffers: u, ẑ, ĝ, m, v, and the step denominator.
-    def buf():
-        return torch.zeros((A, p, T), dtype=dt, device=dev)
-    u, zh, g, m, v, den = buf(), buf(), buf(), buf(), buf(), buf()
-    for i in range(p):
-        torch.mul(b[..., i], rs[..., i], out=zh[:, i]).mul_(inv_norm)
+    q = NormalizedQuadratic(obj, tol)
+    A, T = q.shape
+    m, v, den = (torch.zeros_like(q.u) for _ in range(3))
     b1, b2 = ADAM_BETAS
-    tiny = torch.finfo(dt).tiny ** 0.5
     # Per-window additive term of the step denominator: tiny while open, +inf once closed.
-    eps = torch.full((A, 1, T), tiny, dtype=dt, device=dev)
-    converged = torch.zeros((A, T), dtype=torch.bool, device=dev)
-    diverged = torch.zeros((A, T), dtype=torch.bool, device=dev)
-    n_iter = torch.zeros((A, T), dtype=torch.int32, device=dev)
-    open_ = obj.active.expand(A, T).clone()
-    tol2 = tol * tol
-    # Blow-up: loss > ADAM_BLOWUP·loss(0) (+ rounding), i.e. u·(ĝ − ẑ) > ADAM_BLOWUP − 1.
-    blow = ADAM_BLOWUP - 1.0 + 64 * torch.finfo(dt).eps
-    g2 = torch.empty((A, T), dtype=dt, device=dev)
-
-    def gradient() -> None:  # ĝ = Ĝu − ẑ, in place
-        for i in range(p):
-            gi = g[:, i]
-            if unit:
-                torch.sub(u[:, i], zh[:, i], out=gi)
-            else:
-                torch.mul(u[:, i], Gh[i][i], out=gi).sub_(zh[:, i])
-            for j in range(p):
-                if j != i:
-                    gi.addcmul_(Gh[i][j], u[:, j])
-
-    def theta_of_u() -> Tensor:
-        th = param_empty((A, T), p, b)
-        for i in range(p):
-            torch.mul(u[:, i], rs[..., i], out=th[..., i]).mul_(ynorm)
-        return th
-
-    def check(t: int, with_loss: bool) -> bool:
-        """Close converged / diverged windows; True when none is left open."""
-        torch.mul(g[:, 0], g[:, 0], out=g2)
-        for i in range(1, p):
-            g2.addcmul_(g[:, i], g[:, i])
-        if t > 0:
-            n_iter.masked_fill_(open_, t)
-        ok = (g2 <= tol2) & open_
-        bad = ~(g2 < math.inf)
-        if with_loss:  # u·(ĝ − ẑ) = loss/loss(0) − 1
-            r = torch.sub(g[:, 0], zh[:, 0]).mul_(u[:, 0])
-            for i in range(1, p):
-                r.addcmul_(torch.sub(g[:, i], zh[:, i]), u[:, i])
-            bad |= ~(r <= blow)
-        converged.logical_or_(ok)
-        open_.logical_and_(~ok)
-        bad &= open_
-        diverged.logical_or_(bad)
-        open_.logical_and_(~bad)
-        eps.masked_fill_(~open_[:, None, :], math.inf)
-        return not bool(open_.any())
-
+    eps = torch.full((A, 1, T), torch.finfo(q.u.dtype).tiny ** 0.5, dtype=q.u.dtype,
+                     device=q.u.device)
     every = 1 if callback is not None else ADAM_CHECK_EVERY
-    gradient()
-    if check(0, False):
-        return Solution(theta_of_u(), converged, diverged, n_iter)
+    q.gradient()
+    if q.check(0, None):
+        return _solution(q)
     for t in range(1, max_iter + 1):
-        m.lerp_(g, 1.0 - b1)
-        v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
+        m.lerp_(q.g, 1.0 - b1)
+        v.mul_(b2).addcmul_(q.g, q.g, value=1.0 - b2)
         c2 = math.sqrt(1.0 - b2**t)
         lr = ADAM_LR * max(ADAM_DECAY**t, 1e-6) * c2 / (1.0 - b1**t)
         torch.sqrt(v, out=den).add_(eps)
-        u.addcdiv_(m, den, value=-lr)
-        gradient()
+        q.u.addcdiv_(m, den, value=-lr)
+        q.gradient()
         last = t == max_iter
         if callback is not None:
-            callback(obj.value(theta_of_u()))
+            callback(obj.value(q.theta()))
         if t % every == 0 or last:
-            if check(t, t % ADAM_LOSS_EVERY == 0 or last):
+            blowup = ADAM_BLOWUP if t % ADAM_LOSS_EVERY == 0 or last else None
+            if q.check(t, blowup):
                 break
-    return Solution(theta_of_u(), converged, diverged, n_iter)
+            eps.masked_fill_(~q.open[:, None, :], math.inf)
+    return _solution(q)
 
 
 def _adam_generic(obj: Objective, tol: float, max_iter: int, callback=None) -> Solution:
