@@ -92,9 +92,9 @@ class FakeDownloader:
 
 
 # ----------------------------------------------------------------------------- yfinance
-def test_shape_helper_matches_installed_yfinance(monkeypatch):
-    """Our hand-built shape equals what the installed yfinance assembles from the same parts."""
-    import yfinance.multi as multi
+def fake_ticker_class(bad: str, check_kwargs=None):
+    """A stand-in for ``yfinance.Ticker`` whose ``history`` returns our fixture frames (an empty
+    one, with yfinance's "possibly delisted" error recorded, for ticker ``bad``)."""
 
     class PH:
         _last_error = None
@@ -105,12 +105,21 @@ def test_shape_helper_matches_installed_yfinance(monkeypatch):
             self._price_history = PH()
 
         def history(self, **kwargs):
-            if self.ticker == "BAD":
+            if check_kwargs is not None:
+                check_kwargs(kwargs)
+            if self.ticker == bad:
                 self._price_history._last_error = "possibly delisted; no price data found"
                 return empty_history()
             return history_frame(self.ticker)
 
-    monkeypatch.setattr(multi, "Ticker", FakeTicker)
+    return FakeTicker
+
+
+def test_shape_helper_matches_installed_yfinance(monkeypatch):
+    """Our hand-built shape equals what the installed yfinance assembles from the same parts."""
+    import yfinance.multi as multi
+
+    monkeypatch.setattr(multi, "Ticker", fake_ticker_class("BAD"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         real = multi.download(["AAPL", "MSFT", "BAD"], progress=False, threads=False)
@@ -129,19 +138,10 @@ def test_yfinance_through_installed_download_with_fake_ticker(monkeypatch):
     """End to end through the real yfinance.multi.download, a bad ticker reported by name."""
     import yfinance.multi as multi
 
-    class PH:
-        _last_error = None
+    def check(kwargs):
+        assert kwargs["auto_adjust"] is True and kwargs["actions"] is False
 
-    class FakeTicker:
-        def __init__(self, ticker, *a, **k):
-            self.ticker = ticker
-            self._price_history = PH()
-
-        def history(self, **kwargs):
-            assert kwargs["auto_adjust"] is True and kwargs["actions"] is False
-            return empty_history() if self.ticker == "NOPE" else history_frame(self.ticker)
-
-    monkeypatch.setattr(multi, "Ticker", FakeTicker)
+    monkeypatch.setattr(multi, "Ticker", fake_ticker_class("NOPE", check))
     with pytest.warns(MissingTickersWarning, match="NOPE"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
