@@ -12,7 +12,7 @@ import pytest
 
 import quantfit.engine
 from quantfit.bench import METHODS, Job, PeerUnavailable, config_for, make_workload, run_bench
-from quantfit.bench import peers, runner
+from quantfit.bench import peers
 from quantfit.bench.runner import FIELDS, beta_errors, extrapolate, time_repeats
 from quantfit.bench.table import read_json, to_markdown, write_json
 from quantfit.cli import main

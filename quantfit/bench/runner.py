@@ -33,7 +33,6 @@ import tempfile
 import time
 import traceback
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np

@@ -48,7 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from torch import Tensor
 
-from quantfit.engine.linalg import cholesky, dot, inverse, matvec, solve
+from quantfit.engine.linalg import cholesky, inverse, solve
 from quantfit.engine.objectives import jacobi_gershgorin
 from quantfit.engine.solvers import default_max_iter, default_tol, run_solver
 
@@ -311,11 +311,12 @@ def _solve_block(blk: _Block, Q: Tensor, t: float, solver: str, tol: float, max_
     open_ = torch.ones(ids.shape, dtype=torch.bool, device=dev)
     first_order = solver != "newton"
     inner_iter, last = (max_iter, MAX_OUTER) if first_order else (None, max_iter)
+    s = None  # the previous pass's scale, a hint for the next median (none on the first)
     for it in range(last + 1):
         if ids.numel() == 0:
             break
         hess = None if first_order else ("newton" if it < SWITCH_ITER else "irls")
-        r, a, s, ts, g, H = _state(blk, theta, Q, t, None if it == 0 else s, hess)
+        r, a, s, ts, g, H = _state(blk, theta, Q, t, s, hess)
         good = (s > 0) & torch.isfinite(g).all(-1)
         gn2 = (g * g * inv_diag).sum(-1)
         conv = good & (gn2 <= thresh2) & open_

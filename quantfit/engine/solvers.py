@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from quantfit.engine.linalg import (Cholesky, cholesky, dot, inverse, matvec, param_empty, param_zeros,
+from quantfit.engine.linalg import (Cholesky, cholesky, dot, inverse, matvec, param_zeros,
                                     solve)
 from quantfit.engine.objectives import Objective
 from quantfit.engine.quadratic import NormalizedQuadratic
