@@ -21,7 +21,7 @@ from quantfit.cli import main
 from quantfit.data.sources import yahoo
 from quantfit.results_store import read_tidy
 
-from test_sources import FakeDownloader
+from test_sources import FakeDownloader, yf_download_shape
 
 CUT = pd.Timestamp("2023-06-15")  # mid-month: the June file must be rewritten, not duplicated
 
@@ -379,6 +379,62 @@ def test_update_yfinance_with_fake_downloader(tmp_path, capsys, monkeypatch):
     assert m["data"]["last"] == "2024-01-08"
     assert qf.read_betas(tmp_path / "r").attrs["date"] == pd.Timestamp("2024-01-08")
     assert set(qf.read_betas(tmp_path / "r").index) == {"AAPL", "MSFT"}
+
+
+class YahooHistory:
+    """A ``yfinance.download`` stand-in serving today's adjusted closes (wide frame), from
+    ``start`` when given, in yfinance 1.x's MultiIndex shape."""
+
+    def __init__(self, closes: pd.DataFrame):
+        self.closes = closes
+        self.calls: list[tuple[list[str], dict]] = []
+
+    def __call__(self, tickers, **kwargs):
+        self.calls.append((list(tickers), kwargs))
+        per = {}
+        for t in tickers:
+            c = self.closes[t].dropna()
+            if kwargs.get("start"):
+                c = c[c.index >= pd.Timestamp(kwargs["start"])]
+            idx = pd.DatetimeIndex(c.index, name="Date").tz_localize("America/New_York")
+            per[t] = pd.DataFrame({"Open": c.values, "High": c.values, "Low": c.values,
+                                   "Close": c.values, "Volume": 1000}, index=idx)
+        return yf_download_shape(per)
+
+
+def test_update_yfinance_refetches_a_history_readjusted_for_a_dividend(tmp_path, capsys, monkeypatch):
+    """Yahoo rescales adjusted closes before each ex-date: the stored history must follow, or
+    the dividend would land in one day's return."""
+    dates = pd.bdate_range("2023-01-02", "2023-12-29")
+    long = synthetic_long(["SPY", "AAPL", "MSFT"], dates)
+    wide = long.pivot(index="date", columns="ticker", values="close")
+    store = store_with(tmp_path / "s", long)
+    argv = ["refresh", "--store", store, "--out", str(tmp_path / "r"), "--window", "60", "--no-report", "-q"]
+    assert run(argv, capsys)[0] == 0
+    # Five new days; AAPL goes ex-dividend (1 %) on the third: Yahoo scales all its earlier closes.
+    new_days = pd.bdate_range("2024-01-02", periods=5)
+    grown = pd.concat([wide, pd.DataFrame(wide.iloc[-1].to_numpy() * np.linspace(1.01, 1.05, 5)[:, None],
+                                          index=new_days, columns=wide.columns)])
+    grown.index.name = "date"
+    today = grown.copy()
+    today.loc[today.index < new_days[2], "AAPL"] *= 0.99
+    fake = YahooHistory(today)
+    monkeypatch.setattr(yahoo, "_default_downloader", lambda: fake)
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    code, out, err = run(argv + ["--update", "yfinance"], capsys)
+    assert code == 0, err
+    assert [(sorted(c[0]), c[1].get("start")) for c in fake.calls] == [
+        (["AAPL", "MSFT", "SPY"], "2023-12-29"), (["AAPL"], None)]
+    stored = qf.PriceStore(store).prices()
+    pd.testing.assert_frame_equal(stored[["AAPL", "MSFT", "SPY"]], today[["AAPL", "MSFT", "SPY"]],
+                                  check_names=False, check_freq=False, check_column_type=False)
+    # The revised history is seen by the job: a full recompute that equals a fresh fit.
+    m = manifest_of(tmp_path / "r")
+    assert m["last_run"]["mode"] == "full" and "changed" in m["last_run"]["reason"]
+    rets = qf.returns(stored)
+    direct = qf.fit_rolling(rets[["AAPL", "MSFT"]], rets["SPY"], window=60)
+    np.testing.assert_allclose(qf.read_betas(tmp_path / "r").to_numpy(), direct.beta.iloc[-1].to_numpy(),
+                               rtol=0, atol=1e-12)
 
 
 def test_non_converged_windows_are_a_warning(tmp_path, capsys, sample_long):

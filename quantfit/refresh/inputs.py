@@ -36,35 +36,73 @@ def _ensure_store(p: RefreshParams):
     return store
 
 
+#: Relative change of an already stored adjusted close that means Yahoo re-adjusted the history.
+READJUST_RTOL = 1e-6
+
+
 def update_yfinance(store, tickers: list[str], downloader: Callable | None = None) -> list[str]:
     """Ingest the latest Yahoo prices of ``tickers`` into ``store``; returns warning lines.
 
-    Tickers already in the store are fetched from the earliest of their last dates (so a
-    revised last close is replaced); new tickers get their whole history.
+    Tickers already in the store are fetched from the earliest of their last dates, so each
+    fetch overlaps the store by at least one day and a revised last close is replaced; new
+    tickers get their whole history. Yahoo's adjusted closes are rescaled back in time at
+    every dividend or split: when a fetched close differs from the stored one on a day both
+    have (beyond ``READJUST_RTOL``), that ticker's whole history is fetched again, so the
+    stored series never mixes two adjustments (which would put the dividend into one day's
+    return).
     """
     from quantfit.data import sources
     known = set(store.tickers())
     old = [t for t in tickers if t in known]
     new = [t for t in tickers if t not in known]
     notes: list[str] = []
-    batches: list[tuple[list[str], str | None]] = []
     if old:
-        last = store.prices(old).apply(lambda c: c.last_valid_index())
-        batches.append((old, str(min(last).date())))
+        stored = store.prices(old)
+        start = str(min(stored.apply(lambda c: c.last_valid_index())).date())
+        frame = _fetch(sources, old, start, downloader, notes)
+        readjusted = _readjusted(stored, frame)
+        if readjusted:
+            log.info("yfinance: history re-adjusted (dividend, split or revision) for %d ticker%s: %s; "
+                     "fetching it again in full", len(readjusted),
+                     "s" if len(readjusted) > 1 else "", ", ".join(readjusted))
+            frame = frame[~frame["ticker"].isin(readjusted)]
+            full = _fetch(sources, readjusted, None, downloader, notes)
+            frame = pd.concat([frame, full], ignore_index=True) if len(frame) else full
+        if len(frame):
+            log.info("%s: %s", store.path, store.ingest(frame, source="yfinance"))
     if new:
-        batches.append((new, None))
-    for names, start in batches:
-        log.info("yfinance: %d ticker%s from %s", len(names), "s" if len(names) > 1 else "",
-                 start or "the start of their history")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", sources.MissingTickersWarning)
-            frame = sources.yfinance(names, start=start, downloader=downloader)
-        missing = frame.attrs.get("missing", [])
-        if missing:
-            notes.append(f"yfinance returned no prices for {len(missing)} ticker"
-                         f"{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
-        log.info("%s: %s", store.path, store.ingest(frame, source="yfinance"))
+        frame = _fetch(sources, new, None, downloader, notes)
+        if len(frame):
+            log.info("%s: %s", store.path, store.ingest(frame, source="yfinance"))
     return notes
+
+
+def _fetch(sources, names: list[str], start: str | None, downloader, notes: list[str]) -> pd.DataFrame:
+    """One ``sources.yfinance`` call; tickers that came back empty are added to ``notes``."""
+    log.info("yfinance: %d ticker%s from %s", len(names), "s" if len(names) > 1 else "",
+             start or "the start of their history")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sources.MissingTickersWarning)
+        frame = sources.yfinance(names, start=start, downloader=downloader)
+    missing = frame.attrs.get("missing", [])
+    if missing:
+        notes.append(f"yfinance returned no prices for {len(missing)} ticker"
+                     f"{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
+    return frame
+
+
+def _readjusted(stored: pd.DataFrame, frame: pd.DataFrame) -> list[str]:
+    """Tickers whose fetched close differs from the stored close on a date both have."""
+    if not len(frame):
+        return []
+    fetched = frame.pivot(index="date", columns="ticker", values="close")
+    common = fetched.index.intersection(stored.index)
+    names = [t for t in fetched.columns if t in stored.columns]
+    if not len(common) or not names:
+        return []
+    a, b = stored.loc[common, names], fetched.loc[common, names]
+    changed = ((a - b).abs() > READJUST_RTOL * a.abs()).any()
+    return sorted(changed[changed].index)
 
 
 def load_inputs(p: RefreshParams, store, universe: list[str]):
