@@ -381,6 +381,28 @@ def test_update_yfinance_with_fake_downloader(tmp_path, capsys, monkeypatch):
     assert set(qf.read_betas(tmp_path / "r").index) == {"AAPL", "MSFT"}
 
 
+def test_update_yfinance_fetches_per_last_date_and_survives_a_delisted_name(tmp_path, capsys, monkeypatch):
+    dates = pd.bdate_range("2023-03-01", "2023-12-29")
+    long = pd.concat([synthetic_long(["SPY", "AAPL"], dates),
+                      synthetic_long(["OLD"], pd.bdate_range("2019-01-01", "2020-06-30"))])
+    store = store_with(tmp_path / "s", long)
+    fake = FakeDownloader(good=["SPY", "AAPL"])
+    monkeypatch.setattr(yahoo, "_default_downloader", lambda: fake)
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    argv = ["refresh", "--store", store, "--out", str(tmp_path / "r"), "--window", "60", "--no-report",
+            "--universe", "AAPL,OLD", "--update", "yfinance"]
+    code, out, err = run(argv, capsys)
+    assert code == 1, err
+    starts = {c[1]["start"]: sorted(c[0]) for c in fake.calls}
+    assert starts["2023-12-29"] == ["AAPL", "SPY"] and starts["2020-06-30"] == ["OLD"]
+    assert "yfinance returned no prices for 1 ticker: OLD" in err
+    assert qf.PriceStore(store).prices(["AAPL"]).index[-1] == pd.Timestamp("2024-01-08")
+    # Nothing at all for anyone is a user error (wrong universe, no connection): exit 2, one line.
+    monkeypatch.setattr(yahoo, "_default_downloader", lambda: FakeDownloader(good=[]))
+    code, out, err = run(argv + ["-q"], capsys)
+    assert code == 2 and err == "quantfit: error: yfinance returned no prices for any of: AAPL, OLD, SPY\n"
+
+
 class YahooHistory:
     """A ``yfinance.download`` stand-in serving today's adjusted closes (wide frame), from
     ``start`` when given, in yfinance 1.x's MultiIndex shape."""

@@ -43,10 +43,10 @@ READJUST_RTOL = 1e-6
 def update_yfinance(store, tickers: list[str], downloader: Callable | None = None) -> list[str]:
     """Ingest the latest Yahoo prices of ``tickers`` into ``store``; returns warning lines.
 
-    Tickers already in the store are fetched from the earliest of their last dates, so each
-    fetch overlaps the store by at least one day and a revised last close is replaced; new
-    tickers get their whole history. Yahoo's adjusted closes are rescaled back in time at
-    every dividend or split: when a fetched close differs from the stored one on a day both
+    Tickers already in the store are fetched from their last stored date (one download per
+    distinct last date), so each fetch overlaps the store by one day and a revised last close
+    is replaced; new tickers get their whole history. Yahoo's adjusted closes are rescaled
+    back in time at every dividend or split: when a fetched close differs from the stored one on a day both
     have (beyond ``READJUST_RTOL``), that ticker's whole history is fetched again, so the
     stored series never mixes two adjustments (which would put the dividend into one day's
     return).
@@ -56,35 +56,47 @@ def update_yfinance(store, tickers: list[str], downloader: Callable | None = Non
     old = [t for t in tickers if t in known]
     new = [t for t in tickers if t not in known]
     notes: list[str] = []
+    frames: list[pd.DataFrame] = []
     if old:
         stored = store.prices(old)
-        start = str(min(stored.apply(lambda c: c.last_valid_index())).date())
-        frame = _fetch(sources, old, start, downloader, notes)
-        readjusted = _readjusted(stored, frame)
+        last = stored.apply(lambda c: c.last_valid_index())
+        # One fetch per last date (usually one): a ticker that stopped trading years ago does
+        # not drag the whole universe's download back to its last date.
+        frames = [_fetch(sources, sorted(group.index), str(day.date()), downloader, notes)
+                  for day, group in last.groupby(last)]
+        readjusted = _readjusted(stored, _concat(frames))
         if readjusted:
-            log.info("yfinance: history re-adjusted (dividend, split or revision) for %d ticker%s: %s; "
-                     "fetching it again in full", len(readjusted),
+            log.info("yfinance: history re-adjusted (dividend, split or revision) for %d ticker%s: "
+                     "%s; fetching it again in full", len(readjusted),
                      "s" if len(readjusted) > 1 else "", ", ".join(readjusted))
-            frame = frame[~frame["ticker"].isin(readjusted)]
-            full = _fetch(sources, readjusted, None, downloader, notes)
-            frame = pd.concat([frame, full], ignore_index=True) if len(frame) else full
-        if len(frame):
-            log.info("%s: %s", store.path, store.ingest(frame, source="yfinance"))
+            frames = [f[~f["ticker"].isin(readjusted)] for f in frames]
+            frames.append(_fetch(sources, readjusted, None, downloader, notes))
     if new:
-        frame = _fetch(sources, new, None, downloader, notes)
-        if len(frame):
-            log.info("%s: %s", store.path, store.ingest(frame, source="yfinance"))
+        frames.append(_fetch(sources, new, None, downloader, notes))
+    frame = _concat(frames)
+    if not len(frame):  # nothing at all: a wrong universe or no connection, not a stale name
+        raise sources.NoPricesError(list(tickers))
+    log.info("%s: %s", store.path, store.ingest(frame, source="yfinance"))
     return notes
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    parts = [f for f in frames if len(f)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=["date", "ticker", "close", "volume"])
 
 
 def _fetch(sources, names: list[str], start: str | None, downloader, notes: list[str]) -> pd.DataFrame:
     """One ``sources.yfinance`` call; tickers that came back empty are added to ``notes``."""
     log.info("yfinance: %d ticker%s from %s", len(names), "s" if len(names) > 1 else "",
              start or "the start of their history")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", sources.MissingTickersWarning)
-        frame = sources.yfinance(names, start=start, downloader=downloader)
-    missing = frame.attrs.get("missing", [])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", sources.MissingTickersWarning)
+            frame = sources.yfinance(names, start=start, downloader=downloader)
+        missing = frame.attrs.get("missing", [])
+    except sources.NoPricesError as exc:  # e.g. a group of delisted tickers: a warning, not an error
+        frame, missing = _concat([]), exc.tickers
     if missing:
         notes.append(f"yfinance returned no prices for {len(missing)} ticker"
                      f"{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")

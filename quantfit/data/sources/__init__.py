@@ -12,6 +12,6 @@ returns a **wide** frame of factor returns in decimals (DatetimeIndex ``date`` x
 from quantfit.data.sources.csvfile import csv
 from quantfit.data.sources.french import french
 from quantfit.data.sources.sample import sample
-from quantfit.data.sources.yahoo import MissingTickersWarning, yfinance
+from quantfit.data.sources.yahoo import MissingTickersWarning, NoPricesError, yfinance
 
-__all__ = ["yfinance", "csv", "sample", "french", "MissingTickersWarning"]
+__all__ = ["yfinance", "csv", "sample", "french", "MissingTickersWarning", "NoPricesError"]

@@ -32,6 +32,14 @@ class MissingTickersWarning(UserWarning):
     """Some requested tickers came back from Yahoo with no prices."""
 
 
+class NoPricesError(DataError):
+    """No requested ticker came back from Yahoo with any price (``tickers`` names them)."""
+
+    def __init__(self, tickers: list[str]):
+        super().__init__(f"yfinance returned no prices for any of: {', '.join(tickers)}")
+        self.tickers = list(tickers)
+
+
 def _transient_errors() -> tuple[type[BaseException], ...]:
     """Exceptions worth retrying: Yahoo's rate limit and any network-level OSError."""
     errors: list[type[BaseException]] = [OSError]
@@ -187,7 +195,7 @@ def yfinance(tickers: Iterable[str] | str, start=None, end=None, *, batch_size: 
             break
 
     if not closes:
-        raise DataError(f"yfinance returned no prices for any of: {', '.join(names)}")
+        raise NoPricesError(names)
     long = pd.concat([to_long(c, v) for c, v in zip(closes, volumes)], ignore_index=True)
     frame = validate_long(long, source="yfinance")
     frame.attrs["missing"] = list(pending)
