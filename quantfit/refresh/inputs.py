@@ -46,10 +46,11 @@ def update_yfinance(store, tickers: list[str], downloader: Callable | None = Non
     Tickers already in the store are fetched from their last stored date (one download per
     distinct last date), so each fetch overlaps the store by one day and a revised last close
     is replaced; new tickers get their whole history. Yahoo's adjusted closes are rescaled
-    back in time at every dividend or split: when a fetched close differs from the stored one on a day both
-    have (beyond ``READJUST_RTOL``), that ticker's whole history is fetched again, so the
-    stored series never mixes two adjustments (which would put the dividend into one day's
-    return).
+    back in time at every dividend or split: when a fetched close differs from the stored one
+    on a day both have (beyond ``READJUST_RTOL``), that ticker's whole history is fetched
+    again, so the stored series never mixes two adjustments (which would put the dividend
+    into one day's return). If that full fetch comes back empty, the ticker keeps its stored
+    history untouched this time (and is listed as missing).
     """
     from quantfit.data import sources
     known = set(store.tickers())
