@@ -177,26 +177,30 @@ def register_report(subparsers) -> None:
     p.set_defaults(func=_report)
 
 
-# ----------------------------------------------------------------------------- refresh
+# ----------------------------------------------------------------------------- refresh, bench
+def _register_delegate(subparsers, name: str, module: str, help: str, description: str) -> None:
+    """A subcommand whose options and logic live in ``module`` (``add_arguments``, ``run_cli``)."""
+    import importlib
+    mod = importlib.import_module(module)
+    p = subparsers.add_parser(name, help=help, description=description)
+    mod.add_arguments(p)
+    p.set_defaults(func=mod.run_cli)
+
+
 def register_refresh(subparsers) -> None:
-    from quantfit.refresh import add_arguments, run_cli  # the job's logic lives there
-    p = subparsers.add_parser(
-        "refresh", help="the nightly job: (update prices,) fit rolling betas, write results + report",
+    _register_delegate(
+        subparsers, "refresh", "quantfit.refresh",
+        help="the nightly job: (update prices,) fit rolling betas, write results + report",
         description="Fit rolling betas of the universe and write them under --out (incremental, "
                     "idempotent, atomic). Exit codes: 0 done, 1 done with warnings, 2 user error.")
-    add_arguments(p)
-    p.set_defaults(func=run_cli)
 
 
-# ----------------------------------------------------------------------------- bench
 def register_bench(subparsers) -> None:
-    from quantfit.bench.cli import add_arguments, run_cli  # the benchmark lives there
-    p = subparsers.add_parser(
-        "bench", help="benchmark quantfit against pandas, statsmodels, polars-ols, a torch loop",
+    _register_delegate(
+        subparsers, "bench", "quantfit.bench.cli",
+        help="benchmark quantfit against pandas, statsmodels, polars-ols, a torch loop",
         description="Time quantfit's solvers and the peers on one synthetic workload with known "
                     "betas; print a markdown table (peers need pip install 'quantfit[bench]').")
-    add_arguments(p)
-    p.set_defaults(func=run_cli)
 
 
 #: Subcommand registrars, in help order.

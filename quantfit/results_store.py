@@ -54,9 +54,6 @@ LATEST = "LATEST"
 LOCK_FILE = ".lock"
 DATE_DTYPE = "datetime64[us]"  # the price store's date dtype, so indexes line up
 
-#: Columns of the tidy table, in file order.
-COLUMNS = ("date", "asset", "term", "estimate", "std_error", "t_stat", "r2", "resid_vol", "nobs",
-           "converged", "n_iter")
 SCHEMA = pa.schema([
     ("date", pa.date32()), ("asset", pa.string()), ("term", pa.string()),
     ("estimate", pa.float64()), ("std_error", pa.float64()), ("t_stat", pa.float64()),

@@ -65,10 +65,6 @@ class Penalized:
     def value(self, theta: Tensor) -> Tensor:
         return self.value_and_grad(theta)[0]
 
-    def data_value(self, theta: Tensor) -> Tensor:
-        """The base objective alone (½·RSS for the squared loss), without the penalty."""
-        return self.base.value(theta)
-
     def grad(self, theta: Tensor | None) -> Tensor:
         if theta is None:
             return self.base.grad(None) - self.q

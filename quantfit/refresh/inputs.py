@@ -63,14 +63,14 @@ def update_yfinance(store, tickers: list[str], downloader: Callable | None = Non
         last = stored.apply(lambda c: c.last_valid_index())
         # One fetch per last date (usually one): a ticker that stopped trading years ago does
         # not drag the whole universe's download back to its last date.
-        frames = [_fetch(sources, sorted(group.index), str(day.date()), downloader, notes)
-                  for day, group in last.groupby(last)]
-        readjusted = _readjusted(stored, _concat(frames))
+        fetched = _concat([_fetch(sources, sorted(group.index), str(day.date()), downloader, notes)
+                           for day, group in last.groupby(last)])
+        readjusted = _readjusted(stored, fetched)
+        frames.append(fetched[~fetched["ticker"].isin(readjusted)])
         if readjusted:
             log.info("yfinance: history re-adjusted (dividend, split or revision) for %d ticker%s: "
                      "%s; fetching it again in full", len(readjusted),
                      "s" if len(readjusted) > 1 else "", ", ".join(readjusted))
-            frames = [f[~f["ticker"].isin(readjusted)] for f in frames]
             frames.append(_fetch(sources, readjusted, None, downloader, notes))
     if new:
         frames.append(_fetch(sources, new, None, downloader, notes))
