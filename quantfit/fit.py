@@ -211,11 +211,19 @@ def fit_rolling(
     fit = RollingFit(
         index=Y.index, assets=Y.columns, terms=terms, coef=coef,
         stderr=stderr, r2=out.r2.numpy(), resid_vol=out.resid_vol.numpy(),
-        nobs=out.nobs.numpy(), converged=out.converged.numpy(), n_iter=out.n_iter.numpy(),
+        nobs=_host(out.nobs), converged=_host(out.converged), n_iter=_host(out.n_iter),
         settings=settings,
     )
     fit.history = None if out.history is None else out.history.numpy()
     return fit
+
+
+def _host(t: torch.Tensor) -> np.ndarray:
+    """A host tensor as numpy; a flag the engine shares by all assets (one row broadcast,
+    stride 0) stays one row, read-only so that no write can reach every asset at once."""
+    if t.dim() == 2 and t.stride(0) == 0:
+        return np.broadcast_to(t[:1].numpy(), tuple(t.shape))
+    return t.numpy()
 
 
 def _market(factors: list[str], market: str | None) -> str:

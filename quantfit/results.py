@@ -14,6 +14,7 @@ asset order, terms and fit settings travel in the parquet metadata).
 from __future__ import annotations
 
 import json
+import sys
 from os import PathLike
 from typing import Any
 
@@ -86,8 +87,14 @@ class RollingFit:
     def tstat(self, term: str) -> pd.DataFrame:
         """``coef(term) / stderr(term)``."""
         i = self._term(term)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = self._coef[i] / self._stderr[i]
+        c, s = self._coef[i], self._stderr[i]
+        # torch divides on every core, numpy on one; but reading results never loads torch.
+        torch = sys.modules.get("torch")
+        if torch is not None and c.flags.writeable and s.flags.writeable:
+            t = torch.div(torch.from_numpy(c), torch.from_numpy(s)).numpy()
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t = c / s
         return pd.DataFrame(t.T, index=self.index, columns=self.assets, copy=False)
 
     @property

@@ -49,6 +49,7 @@ import torch
 from torch import Tensor
 
 from quantfit.engine.linalg import cholesky, inverse, solve
+from quantfit.engine.moments import centred_tss
 from quantfit.engine.objectives import jacobi_gershgorin
 from quantfit.engine.solvers import default_max_iter, default_tol, run_solver
 
@@ -254,7 +255,7 @@ def _finish(blk, theta, r, a, s, ts, Q, intercept, sums, res, idx):
     sw = blk.weighted(one).sum(-1)
     rss = blk.weighted(r * r).sum(-1)
     sy = blk.weighted(blk.y).sum(-1)
-    tss = blk.weighted(blk.y * blk.y).sum(-1) - sy * sy / sw
+    tss = centred_tss(blk.weighted(blk.y * blk.y).sum(-1), sy, 1.0 / sw)  # NaN: y constant
     inside = (a <= ts).to(theta.dtype)
     if blk.fill is not None:
         inside = inside * blk.fill.isnan()
@@ -273,7 +274,7 @@ def _finish(blk, theta, r, a, s, ts, Q, intercept, sums, res, idx):
     res["coef"][idx] = torch.where(ok[:, None], theta, math.nan)
     se = torch.stack([ginv[:, i, i] for i in range(p)], -1) * factor[:, None]
     res["stderr"][idx] = torch.where(ok[:, None], se.clamp_min(0).sqrt(), math.nan)
-    res["r2"][idx] = torch.where(ok & (tss > 0), 1 - rss / tss, nan)
+    res["r2"][idx] = torch.where(ok, 1 - rss / tss, nan)
     res["resid_vol"][idx] = torch.where(ok, (rss / dof.clamp_min(1)).sqrt(), nan)
     res["converged"][idx] = ok
     for gi, grp in enumerate(sums):

@@ -37,11 +37,12 @@ def param_zeros(batch: tuple[int, ...], p: int, like: Tensor) -> Tensor:
     return param_empty(batch, p, like).zero_()
 
 
-def matvec(M: Tensor, v: Tensor) -> Tensor:
-    """``M @ v`` for logical M (..., p, p) and v (..., p), broadcasting the batch dims."""
+def matvec(M: Tensor, v: Tensor, out: Tensor | None = None) -> Tensor:
+    """``M @ v`` for logical M (..., p, p) and v (..., p), broadcasting the batch dims; into
+    ``out`` (the broadcast (..., p) shape, any strides) when given."""
     p = v.shape[-1]
-    batch = torch.broadcast_shapes(M.shape[:-2], v.shape[:-1])
-    out = param_empty(batch, p, v)
+    if out is None:
+        out = param_empty(torch.broadcast_shapes(M.shape[:-2], v.shape[:-1]), p, v)
     for i in range(p):
         o = out[..., i]
         torch.mul(M[..., i, 0], v[..., 0], out=o)

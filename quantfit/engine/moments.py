@@ -31,6 +31,9 @@ from torch import Tensor
 
 #: Rescaling factors inside a decayed cumulative sum stay below 2**_RESCALE_BITS.
 _RESCALE_BITS = 30
+#: A centred sum of squares below this fraction of Σw·y² is rounding of the window sums, not
+#: a variance: y is constant in the window (for returns it would mean |mean| > 10⁵·σ).
+TSS_RTOL = 1e-10
 
 
 def decay_from_halflife(halflife: float | None) -> float:
@@ -67,6 +70,15 @@ def decayed_cumsum_(z: Tensor, decay: float) -> Tensor:
         loc += torch.stack(carries, -1)[..., None] * torch.pow(decay, r + 1.0)
     z.copy_(loc.reshape(*z.shape[:-1], n_runs * c)[..., :T])
     return z
+
+
+def centred_tss(yy: Tensor, sy: Tensor, inv_sw: Tensor) -> Tensor:
+    """Σw·(y − ȳ)² = yy − sy²/sw from the window sums ``yy``, ``sy`` (A, T) and ``inv_sw``
+    (B, T) = 1/sw; NaN where y is constant in the window (below ``TSS_RTOL``·yy), so that R²,
+    1 − RSS/TSS, has no value there instead of a ratio of two rounding errors."""
+    tss = torch.mul(sy, sy)
+    torch.addcmul(yy, tss, inv_sw, value=-1.0, out=tss)
+    return tss.masked_fill_(tss <= yy * TSS_RTOL, float("nan"))
 
 
 def window_sum_(z: Tensor, window: int | None, decay: float = 1.0) -> Tensor:
@@ -126,24 +138,42 @@ def _pad_len(T: int, window: int | None) -> int:
 
 
 def window_moments(
-    y: Tensor, x: Tensor, x_valid: Tensor, window: int | None, decay: float, intercept: bool
+    y: Tensor, x: Tensor, x_valid: Tensor, window: int | None, decay: float, intercept: bool,
+    shared: bool | None = None,
 ) -> WindowMoments:
     """Sufficient statistics of ``y_a = zᵀθ`` for every asset ``a`` and window ending at ``t``.
 
     y : (A, T) with NaN for missing values; x : (T, k) with NaN rows flagged in
     x_valid : (T,) bool. A row is used for asset ``a`` when ``y[a, t]`` is finite and
     ``x_valid[t]``. When no asset misses a row that the factors have, the Gram matrix and the
-    counts are computed once and shared (B = 1).
+    counts are computed once and shared (B = 1); ``shared=True`` says so (the caller checked),
+    ``None`` checks here.
     """
+    z = design_columns(x, x_valid, intercept, y.dtype)
+    zy, yy, sy, rows = asset_window_sums(y, x_valid, z, window, decay, intercept, shared)
+    gram, sw, nobs = gram_window_sums(rows, z, window, decay)
+    return WindowMoments(gram=gram, zy=zy, yy=yy, sy=sy, sw=sw, nobs=nobs)
+
+
+def design_columns(x: Tensor, x_valid: Tensor, intercept: bool, dtype: torch.dtype) -> list:
+    """The design vector's columns z_i, each (T,) with invalid rows zeroed; ``None`` stands for
+    the intercept's column of ones (p = k + intercept entries)."""
+    x0 = torch.where(x_valid[:, None], x, torch.zeros((), dtype=x.dtype, device=x.device))
+    x0 = x0.to(dtype).T  # (k, T)
+    return [None] * int(intercept) + list(x0)
+
+
+def asset_window_sums(
+    y: Tensor, x_valid: Tensor, z: list, window: int | None, decay: float, intercept: bool,
+    shared: bool | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Window sums of the per-asset series: ``zy`` (A, T, p) of z·y, ``yy`` (A, T) of y² and
+    ``sy`` (A, T) of y, over the rows each asset uses; and those rows (B, T) bool (B = 1 when
+    they are x_valid for every asset, see ``window_moments`` for ``shared``)."""
     A, T = y.shape
-    k = x.shape[1]
-    p = k + int(intercept)
+    p = len(z)
     Tp = _pad_len(T, window)
     dt, dev = y.dtype, y.device
-    x0 = torch.where(x_valid[:, None], x, torch.zeros((), dtype=dt, device=dev)).T  # (k, T)
-    z = [None] * p  # z[i]: (T,) design column, None = the intercept's 1
-    for j in range(k):
-        z[j + int(intercept)] = x0[j]
     # Per-asset series: z_i·y (p), y·y, and y alone when there is no intercept column.
     n_ay = p + 1 + int(not intercept)
     ay = torch.empty((A, n_ay, Tp), dtype=dt, device=dev)
@@ -156,21 +186,34 @@ def window_moments(
         y0.copy_(y)
     else:
         torch.where(x_valid, y, zero, out=y0)
-    shared = bool(torch.isfinite(y0.sum()))
-    y_ok = x_valid[None, :] if shared else (y - y == 0) & x_valid  # finite; NaN/±inf missing
+    if shared is None:
+        shared = bool(torch.isfinite(y0.sum()))
+    rows = x_valid[None, :] if shared else (y - y == 0) & x_valid  # finite; NaN/±inf missing
     if not shared:
-        torch.where(y_ok, y, zero, out=y0)
-    m = y_ok  # (B, T)
-    B = m.shape[0]
+        torch.where(rows, y, zero, out=y0)
     for i in range(p):
         if z[i] is not None:
             torch.mul(y0, z[i], out=ay[:, i, :T])
     torch.mul(y0, y0, out=ay[:, p, :T])
     window_sum_(ay, window, decay)
+    zy = ay[:, :p, :T].permute(0, 2, 1)
+    sy = ay[:, 0, :T] if intercept else ay[:, p + 1, :T]
+    return zy, ay[:, p, :T], sy, rows
 
-    # Gram triangle + weighted count, per asset or shared; then the unweighted count.
+
+def gram_window_sums(
+    rows: Tensor, z: list, window: int | None, decay: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Window sums over the used ``rows`` (B, T) bool: the Gram matrix ``gram`` (B, T, p, p)
+    of w·z·zᵀ, the weighted count ``sw`` (B, T) and the row count ``nobs`` (B, T)."""
+    B, T = rows.shape
+    p = len(z)
+    Tp = _pad_len(T, window)
+    col = next((c for c in z if c is not None), None)
+    dt, dev = (col.dtype, col.device) if col is not None else (torch.float64, rows.device)
+    # Gram triangle + weighted count, then the unweighted count.
     tri = [(i, j) for i in range(p) for j in range(i, p)]
-    mf = m.to(dt)
+    mf = rows.to(dt)
     bz = torch.zeros((B, len(tri) + 1, Tp), dtype=dt, device=dev)
     for s, (i, j) in enumerate(tri):
         if z[i] is None and z[j] is None:
@@ -193,7 +236,4 @@ def window_moments(
         [tri.index((min(i, j), max(i, j))) for i in range(p) for j in range(p)], device=dev
     )
     gram = bz[:, idx, :T].view(B, p, p, T).permute(0, 3, 1, 2)
-    zy = ay[:, :p, :T].permute(0, 2, 1)
-    yy = ay[:, p, :T]
-    sy = ay[:, 0, :T] if intercept else ay[:, p + 1, :T]
-    return WindowMoments(gram=gram, zy=zy, yy=yy, sy=sy, sw=bz[:, len(tri), :T], nobs=nobs)
+    return gram, bz[:, len(tri), :T], nobs

@@ -29,9 +29,11 @@ from torch import Tensor
 from quantfit.engine.device import auto_chunk
 from quantfit.engine.huber import HuberFixedScale, rolling_huber
 from quantfit.engine.linalg import cholesky, inverse
-from quantfit.engine.moments import WindowMoments, decay_from_halflife, window_moments
+from quantfit.engine.moments import (WindowMoments, centred_tss, decay_from_halflife,
+                                     window_moments)
 from quantfit.engine.objectives import SquaredLoss
 from quantfit.engine.penalty import Penalized, prior_terms
+from quantfit.engine.shared_ols import CHUNK_ELEMENTS, fit_shared_chunk, shared_windows
 from quantfit.engine.solvers import run_solver
 
 LOSSES = {"mse": SquaredLoss, "huber": HuberFixedScale}  # huber: fitted by engine/huber.py
@@ -146,25 +148,54 @@ def rolling_regression(
     xv_dev = x_valid.to(device)
     decay = decay_from_halflife(spec.halflife)
     chunk = spec.chunk_size or auto_chunk(A, T, p, dtype, device, iterative)
+    # When no asset misses a row that the factors have, every window's rows (so its Gram
+    # matrix and row count) are shared by all assets. One read of y decides: a date's sum
+    # over the assets is finite exactly when every term is (an overflow only costs speed).
+    shared_rows = bool(torch.isfinite(y.sum(0))[x_valid].all())
+    # Per-window flags that are then the same for every asset are kept as one (1, T) row
+    # and handed out broadcast: nobs always, converged / n_iter for newton (one exact step).
+    n_nobs = 1 if shared_rows else A
+    n_flags = 1 if shared_rows and spec.solver == "newton" else A
 
     f64 = dict(dtype=torch.float64, device=out_device)
     flags = dict(device=out_device)
     out = RollingOutput(
         coef=torch.empty((p, A, T), **f64), stderr=torch.empty((p, A, T), **f64),
         r2=torch.empty((A, T), **f64), resid_vol=torch.empty((A, T), **f64),
-        nobs=torch.empty((A, T), dtype=torch.int32, **flags),
-        converged=torch.empty((A, T), dtype=torch.bool, **flags),
-        n_iter=torch.empty((A, T), dtype=torch.int32, **flags),
+        nobs=torch.empty((n_nobs, T), dtype=torch.int32, **flags),
+        converged=torch.empty((n_flags, T), dtype=torch.bool, **flags),
+        n_iter=torch.empty((n_flags, T), dtype=torch.int32, **flags),
         sum_coef=torch.empty((len(spec.sums), A, T), **f64),
         sum_stderr=torch.empty((len(spec.sums), A, T), **f64),
     )
     hists: dict[int, tuple[list[float], int]] = {}  # per chunk: Σ loss per iteration, windows
+    # Exact least squares on shared rows: everything per window once, then small chunks of
+    # assets that stay in cache (see shared_ols).
+    fast = (exact and shared_rows and spec.prior_strength == 0 and not spec.history
+            and torch.device(out_device) == device)
+    if fast:
+        sh = shared_windows(x_dev, xv_dev, spec.window, decay, spec.intercept, spec.min_obs)
+        out.nobs.copy_(sh.nobs)
+        out.converged.copy_(sh.estimate)
+        out.n_iter.copy_(sh.estimate)
+        for buf in (out.coef, out.stderr, out.r2, out.resid_vol, out.sum_coef, out.sum_stderr):
+            buf[..., :sh.t0].fill_(float("nan"))
+        if not spec.chunk_size and device.type == "cpu":
+            chunk = min(chunk, max(1, CHUNK_ELEMENTS // T))
     starts = range(0, A, chunk)
 
     def run(a0: int) -> None:
         a1 = min(A, a0 + chunk)
         yc = y[a0:a1].to(device=device, dtype=dtype)
-        _fit_chunk(yc, x_dev, xv_dev, xt.M, spec, decay, exact, out, a0, a1, hists)
+        if fast:
+            every = slice(None)
+            fit_shared_chunk(yc, sh, spec.window, decay, spec.intercept, spec.sums,
+                             *(t[every, a0:a1] for t in (out.coef, out.stderr)),
+                             out.r2[a0:a1], out.resid_vol[a0:a1],
+                             *(t[every, a0:a1] for t in (out.sum_coef, out.sum_stderr)))
+            return
+        _fit_chunk(yc, x_dev, xv_dev, xt.M, spec, decay, exact, out, a0, a1, hists,
+                   shared_rows or None)
 
     workers = torch.get_num_threads() if device.type == "cpu" and PARALLEL_CHUNKS else 1
     if workers > 1 and len(starts) > 1:
@@ -181,6 +212,8 @@ def rolling_regression(
     else:
         for a0 in starts:
             run(a0)
+    out.nobs, out.converged, out.n_iter = (
+        f.expand(A, T) for f in (out.nobs, out.converged, out.n_iter))
     if spec.history:  # chunks that stopped early keep their last value (frozen windows)
         L = max((len(h) for h, _ in hists.values()), default=0)
         tot = [sum(h[min(i, len(h) - 1)] for h, _ in hists.values() if h) for i in range(L)]
@@ -189,13 +222,21 @@ def rolling_regression(
     return out
 
 
-def _fit_chunk(y, x, x_valid, M, spec, decay, exact, out, a0, a1, hists=None) -> None:
+def _fit_chunk(y, x, x_valid, M, spec, decay, exact, out, a0, a1, hists=None,
+               shared=None) -> None:
+    """Fit assets a0:a1 (``y`` (a, T) on the compute device) into ``out``; ``shared=True``:
+    the caller found every asset's rows shared (see ``window_moments``)."""
     p = x.shape[1] + int(spec.intercept)
     my = sy = None
     if not exact and y.dtype != torch.float64:
         y, my, sy = _y_standardize(y, torch.isfinite(y) & x_valid, spec.intercept)
-    mom = window_moments(y, x, x_valid, spec.window, decay, spec.intercept)
-    out.nobs[a0:a1].copy_(mom.nobs.expand(a1 - a0, -1))
+    mom = window_moments(y, x, x_valid, spec.window, decay, spec.intercept, shared)
+
+    def rows(flag: Tensor) -> Tensor:  # this chunk's rows of a flag, or its one shared row
+        return flag[0:1] if flag.shape[0] == 1 else flag[a0:a1]
+
+    conv_rows, iter_rows = rows(out.converged), rows(out.n_iter)
+    rows(out.nobs).copy_(mom.nobs)
     # No window before row min_obs − 1 can hold min_obs rows: solve only from there on.
     t0 = min(spec.min_obs - 1, mom.nobs.shape[-1])
     if t0 > 0:
@@ -203,12 +244,13 @@ def _fit_chunk(y, x, x_valid, M, spec, decay, exact, out, a0, a1, hists=None) ->
                     out.resid_vol[a0:a1, :t0], out.sum_coef[:, a0:a1, :t0],
                     out.sum_stderr[:, a0:a1, :t0]):
             buf.fill_(float("nan"))
-        out.converged[a0:a1, :t0] = False
-        out.n_iter[a0:a1, :t0] = 0
+        conv_rows[:, :t0] = False
+        iter_rows[:, :t0] = 0
         if t0 >= mom.nobs.shape[-1]:
             return
         mom = WindowMoments(*(getattr(mom, f.name)[:, t0:] for f in fields(WindowMoments)))
     usable = (mom.nobs >= spec.min_obs) & (mom.sw > 0)  # (B, T')
+    sl = (slice(a0, a1), slice(t0, None))
     obj = base = LOSSES[spec.loss](mom, usable)
     if spec.prior_strength > 0:  # λ‖β − b0‖², in the working coordinates
         b0 = spec.prior if spec.prior.shape[0] == 1 else spec.prior[a0:a1]
@@ -244,11 +286,8 @@ def _fit_chunk(y, x, x_valid, M, spec, decay, exact, out, a0, a1, hists=None) ->
     dof = mom.nobs - p
     inv_dof = torch.where(estimate & (dof > 0), 1.0 / dof.clamp_min(1.0), torch.nan)
     sw = mom.sw
-    tss = torch.addcdiv(mom.yy, mom.sy.square(), torch.where(sw > 0, sw, 1.0), value=-1.0)
-    nan_w = torch.tensor(float("nan"), dtype=tss.dtype, device=tss.device)
-    tss = torch.where(tss > 0, tss, nan_w, out=tss)  # y constant in the window: no R²
+    tss = centred_tss(mom.yy, mom.sy, torch.where(sw > 0, sw, 1.0).reciprocal_())
     f64 = torch.float64
-    sl = (slice(a0, a1), slice(t0, None))
     direct = theta.device == out.coef.device  # compute results straight into the output
 
     def into(dst: Tensor, like: Tensor) -> Tensor | None:
@@ -307,7 +346,6 @@ def _fit_chunk(y, x, x_valid, M, spec, decay, exact, out, a0, a1, hists=None) ->
         store(dst, var.sqrt_())
     dst = out.resid_vol[sl]
     store(dst, torch.sqrt(s2, out=into(dst, s2)))
-    conv_dst, iter_dst = out.converged[sl], out.n_iter[sl]
-    store(conv_dst, torch.logical_and(sol.converged, estimate, out=conv_dst if direct else None))
+    conv_rows[:, t0:].copy_(torch.logical_and(sol.converged, estimate))
     zero = torch.zeros((), dtype=torch.int32, device=theta.device)
-    store(iter_dst, torch.where(estimate, sol.n_iter, zero, out=iter_dst if direct else None))
+    iter_rows[:, t0:].copy_(torch.where(estimate, sol.n_iter, zero))

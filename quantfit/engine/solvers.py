@@ -2,7 +2,7 @@
 
 Every solver minimizes one objective per window for all windows at once and returns a
 ``Solution``: θ (A, T, p), and per window ``converged`` / ``diverged`` (A, T) bool and
-``n_iter`` (A, T) int32.
+``n_iter`` (A, T) int32 (newton on a shared Hessian: one (1, T) row of each for all assets).
 
 First-order solvers start cold (θ = 0) and work in Jacobi-preconditioned coordinates
 ``u = D^½ θ`` (D = the per-window Hessian diagonal), where the Hessian has a unit diagonal; with
@@ -51,9 +51,9 @@ LBFGS_MEMORY, LBFGS_MAX_BACKTRACK, ARMIJO_C1 = 5, 30, 1e-4
 @dataclass
 class Solution:
     theta: Tensor  # (A, T, p)
-    converged: Tensor  # (A, T) bool
-    diverged: Tensor  # (A, T) bool
-    n_iter: Tensor  # (A, T) int32
+    converged: Tensor  # (A, T) bool, or (1, T) when the same for all assets
+    diverged: Tensor  # (A, T) bool, likewise
+    n_iter: Tensor  # (A, T) int32, likewise
     chol: Cholesky | None = None  # factor of the Hessian at theta when it does not depend on θ
     hinv: Tensor | None = None  # its inverse (B, T, p, p), when the solver formed it
 
@@ -124,8 +124,8 @@ def newton(obj: Objective, tol: float, max_iter: int, callback=None) -> Solution
     else:
         theta = solve(ch, rhs)
     if obj.quadratic:
-        conv = (ch.ok & obj.active).expand(A, T)
-        n_iter = torch.ones((A, T), dtype=torch.int32, device=rhs.device)
+        conv = ch.ok & obj.active  # (B, T): one row for all assets when H is shared
+        n_iter = torch.ones(conv.shape, dtype=torch.int32, device=rhs.device)
         if callback is not None:
             callback(obj.value(theta))
         return Solution(theta, conv, torch.zeros_like(conv), n_iter, ch, hinv)
