@@ -78,7 +78,10 @@ def centred_tss(yy: Tensor, sy: Tensor, inv_sw: Tensor) -> Tensor:
     1 − RSS/TSS, has no value there instead of a ratio of two rounding errors."""
     tss = torch.mul(sy, sy)
     torch.addcmul(yy, tss, inv_sw, value=-1.0, out=tss)
-    return tss.masked_fill_(tss <= yy * TSS_RTOL, float("nan"))
+    # Three passes, no mask: shift by the tolerance, NaN at or below zero, shift back.
+    tss.add_(yy, alpha=-TSS_RTOL)
+    torch.nn.functional.threshold_(tss, 0.0, float("nan"))
+    return tss.add_(yy, alpha=TSS_RTOL)
 
 
 def window_sum_(z: Tensor, window: int | None, decay: float = 1.0) -> Tensor:
