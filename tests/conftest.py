@@ -5,6 +5,8 @@ GPU tests carry ``@pytest.mark.gpu``; they are skipped only when torch sees no C
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -24,3 +26,33 @@ def pytest_collection_modifyitems(config, items):
 def sample_prices():
     """The embedded real sample, wide (dates x 19 stocks + SPY). Do not mutate."""
     return qf.load_sample()
+
+
+@pytest.fixture(scope="module")
+def clean_returns(sample_prices):
+    """(y, x): daily returns 2013–2019 of stocks without a gap there, and factors SPY,
+    SPY_lag1, EW with holes in SPY only (rows every asset drops): newton's fast path."""
+    r = sample_prices.pct_change(fill_method=None).loc["2013":"2019"]
+    y = r[["AAPL", "AMZN", "GM", "GOOG", "META", "UAA", "XOM"]]
+    assert y.notna().all().all()
+    x = pd.DataFrame({"SPY": r["SPY"], "SPY_lag1": r["SPY"].shift(1),
+                      "EW": r.drop(columns="SPY").mean(axis=1)})
+    rng = np.random.default_rng(11)
+    x.loc[rng.random(len(x)) < 0.003, "SPY"] = np.nan
+    return y, x
+
+
+@pytest.fixture
+def fast_calls(monkeypatch):
+    """Assets fitted by newton's fast path (``engine/shared_ols.py``), one entry per chunk."""
+    from quantfit.engine import rolling
+
+    calls: list[int] = []
+    real = rolling.fit_shared_chunk
+
+    def spy(*args, **kwargs):
+        calls.append(args[0].shape[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rolling, "fit_shared_chunk", spy)
+    return calls

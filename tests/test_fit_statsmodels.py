@@ -52,7 +52,7 @@ def data(sample_prices):
 
 def _reference(y: pd.DataFrame, x: pd.DataFrame, window, min_obs, expanding):
     """statsmodels RollingOLS per asset: dict of DataFrames dates × assets."""
-    params, bse, r2, nobs = {}, {}, {}, {}
+    params, bse, r2, nobs, vol = {}, {}, {}, {}, {}
     for a in y.columns:
         exog = sm.add_constant(x, has_constant="add")
         w = len(y) if window is None else window
@@ -60,11 +60,13 @@ def _reference(y: pd.DataFrame, x: pd.DataFrame, window, min_obs, expanding):
                          expanding=expanding or min_obs < w).fit()
         params[a], bse[a] = res.params, res.bse
         r2[a], nobs[a] = res.rsquared, pd.Series(res.nobs, index=y.index)
+        vol[a] = np.sqrt(res.mse_resid)
     terms = ["const"] + list(x.columns)
     out = {t: pd.DataFrame({a: params[a][t] for a in y.columns}) for t in terms}
     out.update({f"bse_{t}": pd.DataFrame({a: bse[a][t] for a in y.columns}) for t in terms})
     out["r2"] = pd.DataFrame(r2)
     out["nobs"] = pd.DataFrame(nobs)
+    out["resid_vol"] = pd.DataFrame(vol)
     return out
 
 
@@ -87,10 +89,22 @@ def _assert_close(ours: pd.DataFrame, ref: pd.DataFrame, tol: float, what: str):
     assert diff <= tol, f"{what}: max abs diff {diff:.3g} > {tol:g}"
 
 
+@pytest.fixture(scope="module")
+def clean_references(clean_returns):
+    y, factors = clean_returns
+    return {name: _reference(y, factors[f], w, m, e) for name, (f, w, m, e) in CASES.items()}
+
+
+@pytest.mark.parametrize("rows", ["ragged", "shared"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_newton_matches_statsmodels(data, references, case):
-    ref = references[case]
+def test_newton_matches_statsmodels(request, fast_calls, case, rows):
+    """ragged: the sample with holes (the general path); shared: no asset misses a row
+    the factors have (newton's fast path, engine/shared_ols.py)."""
+    data, refs = (("data", "references") if rows == "ragged" else
+                  ("clean_returns", "clean_references"))
+    data, ref = request.getfixturevalue(data), request.getfixturevalue(refs)[case]
     fit = _fit(data, case)
+    assert sum(fast_calls) == (0 if rows == "ragged" else data[0].shape[1])
     factors = CASES[case][0]
     for term, sm_term in [("alpha", "const")] + [(f, f) for f in factors]:
         est = fit.coef(term)
@@ -99,6 +113,7 @@ def test_newton_matches_statsmodels(data, references, case):
         _assert_close(est, ref[sm_term], 1e-8, f"{case} params {term}")
         _assert_close(fit.stderr(term), ref[f"bse_{sm_term}"], 1e-8, f"{case} bse {term}")
     _assert_close(fit.r2, ref["r2"], 1e-8, f"{case} rsquared")
+    _assert_close(fit.resid_vol, ref["resid_vol"], 1e-10, f"{case} sqrt(mse_resid)")
     has = ref[factors[0]].notna().to_numpy()
     nobs = fit.nobs.to_numpy()
     np.testing.assert_array_equal(nobs[has], ref["nobs"].to_numpy()[has])

@@ -1,9 +1,9 @@
 """newton's fast path (no asset misses a row the factors have: ``engine/shared_ols.py``).
 
-Real sample returns from 2013 on, where the chosen stocks have no gap, with holes only in the
-factors (rows that every asset drops): against statsmodels' RollingOLS and WLS, and against the
-general path on synthetic edge cases (singular windows, constant y, perfect fits, n = p,
-no intercept, Dimson lags). A spy on ``fit_shared_chunk`` proves which path ran.
+On real sample returns without gaps (``clean_returns``; its RollingOLS comparison is in
+test_fit_statsmodels.py) against statsmodels WLS, and against the general path on synthetic
+edge cases (singular windows, constant y, exact fits, n = p, no intercept, Dimson lags).
+The ``fast_calls`` spy proves which path ran.
 """
 
 from __future__ import annotations
@@ -12,78 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
-from statsmodels.regression.rolling import RollingOLS
 
 import quantfit as qf
-from quantfit.engine import rolling
-
-ASSETS = ["AAPL", "AMZN", "GM", "GOOG", "META", "UAA", "XOM"]
-# (factors, window, min_obs, expanding), as in test_fit_statsmodels
-CASES = {
-    "1f-w252": (["SPY"], 252, 252, False),
-    "1f-w126-min40": (["SPY"], 126, 40, False),
-    "1f-expanding": (["SPY"], None, 30, True),
-    "3f-w252-min200": (["SPY", "SPY_lag1", "EW"], 252, 200, False),
-    "3f-expanding": (["SPY", "SPY_lag1", "EW"], None, 60, True),
-}
 
 
-@pytest.fixture(scope="module")
-def clean(sample_prices):
-    r = sample_prices.pct_change(fill_method=None).loc["2013":"2019"]
-    y = r[ASSETS]
-    assert y.notna().all().all()
-    x = pd.DataFrame({"SPY": r["SPY"], "SPY_lag1": r["SPY"].shift(1),
-                      "EW": r.drop(columns="SPY").mean(axis=1)})
-    rng = np.random.default_rng(11)
-    x.loc[rng.random(len(x)) < 0.003, "SPY"] = np.nan  # rows that every asset drops
-    return y, x
-
-
-@pytest.fixture
-def fast_calls(monkeypatch):
-    """Counts the chunks fitted by the fast path."""
-    calls = []
-    real = rolling.fit_shared_chunk
-
-    def spy(*args, **kwargs):
-        calls.append(args[0].shape[0])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(rolling, "fit_shared_chunk", spy)
-    return calls
-
-
-@pytest.mark.parametrize("case", list(CASES))
-def test_fast_path_matches_statsmodels(clean, fast_calls, case):
-    y, x = clean
-    factors, window, min_obs, expanding = CASES[case]
-    fit = qf.fit_rolling(y, x[factors], window=window, min_obs=min_obs, expanding=expanding)
-    assert sum(fast_calls) == len(ASSETS)
-    exog = sm.add_constant(x[factors], has_constant="add")
-    w = len(y) if window is None else window
-    for a in ASSETS:
-        ref = RollingOLS(y[a], exog, window=w, min_nobs=min_obs, missing="drop",
-                         expanding=expanding or min_obs < w).fit()
-        for term, sm_term in [("alpha", "const")] + [(f, f) for f in factors]:
-            ours, theirs = fit.coef(term)[a], ref.params[sm_term]
-            pd.testing.assert_series_equal(ours.isna(), theirs.isna(), check_names=False)
-            assert (ours - theirs).abs().max() <= 1e-8, (a, term)
-            assert (fit.stderr(term)[a] - ref.bse[sm_term]).abs().max() <= 1e-8, (a, term)
-        assert (fit.r2[a] - ref.rsquared).abs().max() <= 1e-8
-        has = ref.params[factors[0]].notna().to_numpy()
-        np.testing.assert_array_equal(fit.nobs[a].to_numpy()[has], ref.nobs[has])
-        resid = (fit.resid_vol[a] - np.sqrt(ref.mse_resid)).abs().max()
-        assert resid <= 1e-10
-    has = fit.coef("SPY").notna().to_numpy()
-    np.testing.assert_array_equal(fit.converged.to_numpy(), has)
-    np.testing.assert_array_equal(fit.n_iter.to_numpy(), has.astype(int))
-
-
-def test_fast_path_weighted_windows_match_wls(clean, fast_calls):
-    y, x = clean
+def test_fast_path_weighted_windows_match_wls(clean_returns, fast_calls):
+    y, x = clean_returns
     fit = qf.fit_rolling(y, x["SPY"], window=126, min_obs=60, halflife=30.0)
-    assert sum(fast_calls) == len(ASSETS)
+    assert sum(fast_calls) == y.shape[1]
     rng = np.random.default_rng(5)
     beta, se, r2 = fit.beta.to_numpy(), fit.stderr("SPY").to_numpy(), fit.r2.to_numpy()
     for t in rng.choice(np.arange(60, len(y)), 40, replace=False):
@@ -91,7 +27,7 @@ def test_fast_path_weighted_windows_match_wls(clean, fast_calls):
         xs = x["SPY"].iloc[lo:t + 1]
         w = 0.5 ** (np.arange(t - lo, -1, -1) / 30.0)
         ok = xs.notna().to_numpy()
-        for a in rng.choice(len(ASSETS), 2, replace=False):
+        for a in rng.choice(y.shape[1], 2, replace=False):
             res = sm.WLS(y.iloc[lo:t + 1, a][ok], sm.add_constant(xs[ok]), weights=w[ok]).fit()
             assert beta[t, a] == pytest.approx(res.params.iloc[1], abs=1e-10)
             assert se[t, a] == pytest.approx(res.bse.iloc[1], rel=1e-8)
@@ -165,8 +101,8 @@ def test_fast_path_equals_general_path(fast_calls, kw):
         assert fast.stderr("mkt")[at_p].isna().all().all()
 
 
-def test_shared_flags_are_read_only_rows(clean):
-    y, x = clean
+def test_shared_flags_are_read_only_rows(clean_returns):
+    y, x = clean_returns
     fit = qf.fit_rolling(y, x["SPY"], window=252)
     arr = fit._stats["nobs"]
     assert arr.strides[0] == 0 and not arr.flags.writeable
