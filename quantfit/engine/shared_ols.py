@@ -17,9 +17,10 @@ and everything derived from them come out NaN there without a masking pass over 
 the general path's (``rolling._fit_chunk``), which handles everything else (per-asset rows,
 first-order solvers, priors, float32).
 
-Why a separate path: with nothing per window left to compute per chunk, a chunk costs only its
-~30 elementwise passes, so chunks can be small enough (``CHUNK_ELEMENTS``) for those passes to
-run in the CPU's cache instead of main memory — about twice the throughput on W1.
+Why a separate path: the general path rebuilds the shared Gram matrix, its factor and inverse
+for every chunk and masks every result with ``where``; here a chunk costs only its ~25
+elementwise passes over (assets × dates), the window sums included (newton on W1, 500 × 2,520:
+47.6 ms before, 25–30 ms with it, on the 2-core benchmark box).
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from quantfit.engine.linalg import cholesky, inverse, matvec
 from quantfit.engine.moments import (asset_window_sums, centred_tss, design_columns,
                                      gram_window_sums)
 
-#: Target size of one chunk of assets (assets × dates) on the CPU: small enough that the
-#: chunk's dozen working arrays stay in cache, large enough that per-op overhead is small.
+#: Target size of one chunk of assets (assets × dates) on the CPU: its dozen working arrays
+#: stay within a few MB (cache), and per-op overhead stays small. On W1 anything from 16 to
+#: 128 assets (40k–320k cells) timed the same; 8 assets was 1.7× slower.
 CHUNK_ELEMENTS = 100_000
 
 
