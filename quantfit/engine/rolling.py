@@ -78,6 +78,13 @@ class RollingOutput:
     sum_stderr: Tensor | None = None
     history: Tensor | None = None  # (n_iterations,) float64
 
+    def fill_startup(self, t0: int, assets: slice = slice(None)) -> None:
+        """NaN in every float result of ``assets`` before row t0 (no window has min_obs rows)."""
+        for buf in (self.coef, self.stderr, self.sum_coef, self.sum_stderr):
+            buf[:, assets, :t0].fill_(float("nan"))
+        for buf in (self.r2, self.resid_vol):
+            buf[assets, :t0].fill_(float("nan"))
+
 
 @dataclass
 class _XTransform:
@@ -178,8 +185,7 @@ def rolling_regression(
         out.nobs.copy_(sh.nobs)
         out.converged.copy_(sh.estimate)
         out.n_iter.copy_(sh.estimate)
-        for buf in (out.coef, out.stderr, out.r2, out.resid_vol, out.sum_coef, out.sum_stderr):
-            buf[..., :sh.t0].fill_(float("nan"))
+        out.fill_startup(sh.t0)
         if not spec.chunk_size and device.type == "cpu":
             chunk = min(chunk, max(1, CHUNK_ELEMENTS // T))
     starts = range(0, A, chunk)
@@ -188,11 +194,9 @@ def rolling_regression(
         a1 = min(A, a0 + chunk)
         yc = y[a0:a1].to(device=device, dtype=dtype)
         if fast:
-            every = slice(None)
-            fit_shared_chunk(yc, sh, spec.window, decay, spec.intercept, spec.sums,
-                             *(t[every, a0:a1] for t in (out.coef, out.stderr)),
-                             out.r2[a0:a1], out.resid_vol[a0:a1],
-                             *(t[every, a0:a1] for t in (out.sum_coef, out.sum_stderr)))
+            fit_shared_chunk(yc, sh, spec.sums, out.coef[:, a0:a1], out.stderr[:, a0:a1],
+                             out.r2[a0:a1], out.resid_vol[a0:a1], out.sum_coef[:, a0:a1],
+                             out.sum_stderr[:, a0:a1])
             return
         _fit_chunk(yc, x_dev, xv_dev, xt.M, spec, decay, exact, out, a0, a1, hists,
                    shared_rows or None)
@@ -240,10 +244,7 @@ def _fit_chunk(y, x, x_valid, M, spec, decay, exact, out, a0, a1, hists=None,
     # No window before row min_obs − 1 can hold min_obs rows: solve only from there on.
     t0 = min(spec.min_obs - 1, mom.nobs.shape[-1])
     if t0 > 0:
-        for buf in (out.coef[:, a0:a1, :t0], out.stderr[:, a0:a1, :t0], out.r2[a0:a1, :t0],
-                    out.resid_vol[a0:a1, :t0], out.sum_coef[:, a0:a1, :t0],
-                    out.sum_stderr[:, a0:a1, :t0]):
-            buf.fill_(float("nan"))
+        out.fill_startup(t0, slice(a0, a1))
         conv_rows[:, :t0] = False
         iter_rows[:, :t0] = 0
         if t0 >= mom.nobs.shape[-1]:

@@ -44,6 +44,9 @@ CHUNK_ELEMENTS = 100_000
 class SharedWindows:
     """Per-window quantities that every asset shares; (1, T') tensors cover rows t0 onward."""
 
+    window: int | None  # rows per window, None = expanding
+    decay: float  # row weight per row of age (1.0 = equal weights)
+    intercept: bool
     z: list  # design columns (see moments.design_columns)
     x_valid: Tensor  # (T,) bool
     all_valid: bool  # no factor row is missing
@@ -75,16 +78,15 @@ def shared_windows(
     estimate = torch.zeros((1, T), dtype=torch.bool, device=x.device)
     estimate[:, t0:] = est
     return SharedWindows(
-        z=z, x_valid=x_valid, all_valid=bool(x_valid.all()), t0=t0, ginv=ginv, se_scale=se_scale,
+        window=window, decay=decay, intercept=intercept, z=z, x_valid=x_valid, all_valid=bool(x_valid.all()), t0=t0, ginv=ginv, se_scale=se_scale,
         inv_sw=torch.where(sw_t > 0, sw_t, 1.0).reciprocal_(),
         inv_dof=torch.where(est & (dof > 0), 1.0 / dof.clamp_min(1.0), nan),
         nobs=nobs, estimate=estimate)
 
 
 def fit_shared_chunk(
-    y: Tensor, sh: SharedWindows, window: int | None, decay: float, intercept: bool,
-    sums: tuple, coef: Tensor, stderr: Tensor, r2: Tensor, resid_vol: Tensor,
-    sum_coef: Tensor, sum_stderr: Tensor,
+    y: Tensor, sh: SharedWindows, sums: tuple, coef: Tensor, stderr: Tensor, r2: Tensor,
+    resid_vol: Tensor, sum_coef: Tensor, sum_stderr: Tensor,
 ) -> None:
     """Fit the assets of ``y`` (a, T) and write their results from row t0 on, in place:
     ``coef`` / ``stderr`` (p, a, T), ``r2`` / ``resid_vol`` (a, T), ``sum_coef`` /
@@ -93,10 +95,11 @@ def fit_shared_chunk(
     t0, p = sh.t0, len(sh.z)
     if t0 >= y.shape[1]:
         return
-    if decay == 1.0:
-        zy, yy, sy = _prefix_window_sums(y, sh, window, intercept)
+    if sh.decay == 1.0:
+        zy, yy, sy = _prefix_window_sums(y, sh)
     else:
-        zy, yy, sy, _ = asset_window_sums(y, sh.x_valid, sh.z, window, decay, intercept, True)
+        zy, yy, sy, _ = asset_window_sums(y, sh.x_valid, sh.z, sh.window, sh.decay,
+                                          sh.intercept, True)
         zy, yy, sy = zy[:, t0:], yy[:, t0:], sy[:, t0:]
     coef, stderr, r2, resid_vol = coef[..., t0:], stderr[..., t0:], r2[:, t0:], resid_vol[:, t0:]
     theta = matvec(sh.ginv, zy, out=coef.permute(1, 2, 0))  # (a, T', p) view of coef
@@ -124,16 +127,14 @@ def fit_shared_chunk(
         torch.mul(vol, vsum.clamp_min(0.0).sqrt(), out=sum_stderr[g, :, t0:])
 
 
-def _prefix_window_sums(
-    y: Tensor, sh: SharedWindows, window: int | None, intercept: bool
-) -> tuple[Tensor, Tensor, Tensor]:
+def _prefix_window_sums(y: Tensor, sh: SharedWindows) -> tuple[Tensor, Tensor, Tensor]:
     """Unweighted window sums of z·y (a, T', p), y² and y (a, T') from row t0 on, as
     differences of prefix sums: two passes per series where moments.window_sum_'s block sums
     take three. In float64 the difference of two prefix sums over decades of daily returns
     loses a few of 16 digits, far below the 1e-8 this path is tested to; the block sums exist
     for float32, which this path never runs in."""
     a, T = y.shape
-    p, t0 = len(sh.z), sh.t0
+    p, t0, window, intercept = len(sh.z), sh.t0, sh.window, sh.intercept
     n = p + 1 + int(not intercept)  # z·y (p), y², and y alone without an intercept
     iy = 0 if intercept else p + 1
     csum = torch.empty((a, n, T), dtype=y.dtype, device=y.device)
