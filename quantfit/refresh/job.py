@@ -1,33 +1,33 @@
-"""The job: ``refresh()`` plans the work (full, incremental, up to date), fits the assets in
-chunks, writes and commits the result set, collects the warnings and writes the report.
+"""The driver of ``quantfit refresh``: plan, run the group tasks, commit once, report.
+
+``refresh(params)`` (1) optionally ingests new prices; (2) resolves the universe and the
+regressors (their dates are the calendar); (3) under the result set's lock, plans the work
+against the committed manifest (``plan``); (4) runs one task per asset group (``task``), each
+reading its own prices, fitting and writing its part files; (5) validates and commits the new
+manifest in one atomic step; (6) writes the report. Killed at any moment, the previous results
+stay intact and readable; the next run removes what the killed one left.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
-import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from quantfit.errors import DataError, QuantfitError
-from quantfit.refresh.inputs import _ensure_store, fingerprint, load_inputs, update_yfinance
+from quantfit.refresh.inputs import _ensure_store, update_yfinance
 from quantfit.refresh.params import (RefreshParams, canonical_params, check_params, params_key,
                                      parse_universe)
-from quantfit.results import RollingFit
-from quantfit.results_store import (FORMAT, VERSION, ResultSet, split_by_month, tidy_table,
-                                    write_latest)
+from quantfit.refresh.plan import GROUP_SIZE, GroupWork, Plan, make_plan
+from quantfit.refresh.regressors import Regressors, benchmark_regressors, factor_regressors
+from quantfit.refresh.task import GroupResult, JobContext, run_group
+from quantfit.results_store import FORMAT, VERSION, ResultSet, write_latest
 
 log = logging.getLogger("quantfit.refresh")
-
-#: Assets per ``fit_rolling`` call: the unit of the progress bar and of peak memory.
-ASSET_CHUNK = 512
 
 
 @dataclass
@@ -39,6 +39,7 @@ class RefreshOutcome:
     result_dir: Path
     key: str
     dates_fitted: int = 0
+    assets_fitted: int = 0
     rows_written: int = 0
     files_written: int = 0
     rows_total: int = 0
@@ -60,98 +61,58 @@ class Progress:
     """A one-line stderr progress bar (``\\r``-rewritten), shown only when ``enabled``."""
 
     def __init__(self, total: int, label: str, enabled: bool):
+        import sys
         self.total, self.label, self.enabled, self.done = max(total, 1), label, enabled, 0
         self._t0 = time.perf_counter()
+        self._err = sys.stderr
 
     def advance(self, n: int = 1) -> None:
         self.done += n
         if self.enabled:
             frac = self.done / self.total
             bar = "#" * int(24 * frac)
-            sys.stderr.write(f"\r{self.label} [{bar:<24}] {self.done}/{self.total} "
-                             f"{time.perf_counter() - self._t0:5.1f}s")
+            self._err.write(f"\r{self.label} [{bar:<24}] {self.done}/{self.total} "
+                            f"{time.perf_counter() - self._t0:5.1f}s")
             if self.done >= self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
+                self._err.write("\n")
+            self._err.flush()
 
 
-# ----------------------------------------------------------------------------- fitting
-def fit_chunks(y: pd.DataFrame, x: pd.DataFrame, p: RefreshParams, progress: Progress) -> RollingFit:
-    """``qf.fit_rolling`` over chunks of ``ASSET_CHUNK`` assets, joined into one RollingFit."""
-    from quantfit.fit import fit_rolling
-    kw = dict(window=p.window, min_obs=p.min_obs, expanding=p.window is None, halflife=p.halflife,
-              solver=p.solver, loss=p.loss, tol=p.tol, max_iter=p.max_iter, device=p.device)
-    xs = x.iloc[:, 0] if x.shape[1] == 1 else x
-    fits = []
-    for a0 in range(0, y.shape[1], ASSET_CHUNK):
-        fits.append(fit_rolling(y.iloc[:, a0:a0 + ASSET_CHUNK], xs, **kw))
-        progress.advance()
-    if len(fits) == 1:
-        return fits[0]
-    first = fits[0]
-    cat = lambda get: np.concatenate([get(f).to_numpy() for f in fits], axis=1).T  # noqa: E731
-    return RollingFit(
-        index=first.index, assets=y.columns, terms=first.terms,
-        coef=np.stack([cat(lambda f, t=t: f.coef(t)) for t in first.terms]),
-        stderr=np.stack([cat(lambda f, t=t: f.stderr(t)) for t in first.terms]),
-        r2=cat(lambda f: f.r2), resid_vol=cat(lambda f: f.resid_vol), nobs=cat(lambda f: f.nobs),
-        converged=cat(lambda f: f.converged), n_iter=cat(lambda f: f.n_iter),
-        settings=first.settings)
+# ----------------------------------------------------------------------------- inputs
+def resolve_universe(p: RefreshParams, store, base: list[str] | None) -> list[str]:
+    """The sorted universe: the given tickers, or every stored ticker but the benchmark."""
+    known = store.tickers()
+    if not known:
+        raise DataError(f"store {p.store} is empty: ingest prices first")
+    known_set = set(known)
+    universe = base or [t for t in known if t != p.benchmark]
+    unknown = [t for t in universe if t not in known_set]
+    if unknown:
+        raise DataError(f"unknown ticker{'s' if len(unknown) > 1 else ''} in the universe "
+                        f"(not in store {p.store}): {', '.join(unknown[:20])}"
+                        + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""))
+    if p.factors is None and p.benchmark not in known_set:
+        raise DataError(f"benchmark {p.benchmark} is not in store {p.store}")
+    if not universe:
+        raise DataError(f"the universe is empty (store {p.store} holds only {p.benchmark})")
+    return sorted(universe)
 
 
-def plan(manifest: dict | None, y: pd.DataFrame, x: pd.DataFrame, universe: list[str],
-         window: int | None) -> tuple[str, str, int]:
-    """Decide what to compute: ``(mode, reason, first new row)``.
-
-    mode is "full", "incremental" or "up to date"; rows ``first new row ..`` of y are new.
-    """
-    if manifest is None:
-        return "full", "new result set", 0
-    if manifest["universe"] != universe:
-        added = sorted(set(universe) - set(manifest["universe"]))
-        dropped = sorted(set(manifest["universe"]) - set(universe))
-        return "full", (f"universe changed (+{len(added)} -{len(dropped)}: "
-                        f"{', '.join(['+' + a for a in added][:5] + ['-' + d for d in dropped][:5])})"), 0
-    last = pd.Timestamp(manifest["data"]["last"])
-    if last not in y.index or fingerprint(y, x, last) != manifest["data"]["fingerprint"]:
-        return "full", f"input data up to {last.date()} changed since the last run (revised history)", 0
-    start = int(y.index.searchsorted(last, side="right"))
-    if start == len(y.index):
-        return "up to date", f"results already cover {last.date()}", start
-    if window is None:
-        return "full", "expanding windows are recomputed in full", 0
-    return "incremental", f"{len(y.index) - start} new date(s) after {last.date()}", start
+def fit_options(p: RefreshParams) -> dict[str, Any]:
+    """The keyword arguments of ``qf.fit_rolling`` for these parameters."""
+    return dict(window=p.window, min_obs=p.min_obs, expanding=p.window is None,
+                halflife=p.halflife, solver=p.solver, loss=p.loss, tol=p.tol,
+                max_iter=p.max_iter, device=p.device)
 
 
-def _warnings(prices: pd.DataFrame, fit: RollingFit, universe: list[str], asset_rows: dict[str, int],
-              min_obs: int, solver: str) -> list[str]:
-    """Per-asset problems worth a human look (exit code 1), one line each."""
-    out: list[str] = []
-    last = prices.index[-1]
-    at_last = prices.iloc[-1]
-    for t in prices.columns:
-        if np.isnan(at_last[t]):
-            lv = prices[t].last_valid_index()
-            out.append(f"{t}: stale price: none on {last.date()} (last {lv.date() if lv is not None else 'never'})")
-    nobs = fit.nobs
-    for a in universe:
-        if asset_rows.get(a, 0) == 0:
-            most = int(nobs[a].max()) if len(nobs) else 0
-            out.append(f"{a}: too few observations for any estimate (at most {most} valid rows "
-                       f"in a window, need {min_obs})")
-    est = fit.coef(fit.terms[0])
-    if len(est):
-        last_fit = fit.index[-1]
-        stale = {t for t in prices.columns if np.isnan(at_last[t])}
-        for a in universe:
-            if asset_rows.get(a, 0) and a not in stale and np.isnan(est[a].iloc[-1]):
-                out.append(f"{a}: no estimate on {last_fit.date()} ({int(nobs[a].iloc[-1])} valid rows "
-                           f"in the window, need {min_obs})")
-    if solver != "newton":
-        bad = ((fit.nobs >= min_obs) & ~fit.converged).sum()
-        for a, n in bad[bad > 0].items():
-            out.append(f"{a}: {int(n)} window{'s' if n > 1 else ''} did not converge (solver {solver})")
-    return out
+# ----------------------------------------------------------------------------- running tasks
+def run_local(ctx: JobContext, work: list[GroupWork], old: dict[int, dict],
+              bar: Progress) -> Iterable[GroupResult]:
+    """The tasks one after the other in this process (each is memory-bounded by its group)."""
+    for w in work:
+        res = run_group(ctx, w, old.get(w.group, {}))
+        bar.advance(len(w.fit_from))
+        yield res
 
 
 # ----------------------------------------------------------------------------- the job
@@ -167,7 +128,6 @@ def refresh(p: RefreshParams, *, downloader: Callable | None = None,
     check_params(p)
     base_universe = parse_universe(p.universe) if p.universe is not None else None
     notes: list[str] = []
-
     store = _ensure_store(p)
     if p.update == "yfinance":
         targets = list(dict.fromkeys((base_universe or [t for t in store.tickers() if t != p.benchmark])
@@ -177,154 +137,171 @@ def refresh(p: RefreshParams, *, downloader: Callable | None = None,
         notes += update_yfinance(store, targets, downloader)
     timings["ingest"] = time.perf_counter() - t0
 
-    known = store.tickers()
-    if not known:
-        raise DataError(f"store {p.store} is empty: ingest prices first")
-    universe = base_universe or [t for t in known if t != p.benchmark]
-    unknown = [t for t in universe if t not in set(known)]
-    if unknown:
-        raise DataError(f"unknown ticker{'s' if len(unknown) > 1 else ''} in the universe "
-                        f"(not in store {p.store}): {', '.join(unknown)}")
-    if p.factors is None and p.benchmark not in known:
-        raise DataError(f"benchmark {p.benchmark} is not in store {p.store}")
-    if not universe:
-        raise DataError(f"the universe is empty (store {p.store} holds only {p.benchmark})")
-    universe = sorted(universe)
-
     t1 = time.perf_counter()
-    prices, y, x = load_inputs(p, store, universe)
-    timings["load"] = time.perf_counter() - t1
-    params = canonical_params(p, x.shape[1])
+    store_generation, store_id = store.generation, store.store_id  # before any price is read
+    universe = resolve_universe(p, store, base_universe)
+    reg = factor_regressors(store, p.factors) if p.factors else benchmark_regressors(store, p.benchmark)
+    params = canonical_params(p, reg.x.shape[1])
     key = params_key(params)
     out = Path(p.out)
     rs = ResultSet(out / key)
     log.debug("result set %s: %s", rs.path, params)
+    timings["inputs"] = time.perf_counter() - t1
 
     with rs.lock(on_wait=lambda: log.info("waiting for another refresh of %s", rs.path)):
         manifest = rs.read_manifest()
         removed = rs.remove_orphans(manifest)
         if removed:
             log.info("removed %d file(s) left by an interrupted run", removed)
-        mode, reason, start = plan(manifest, y, x, universe, p.window)
-        log.info("%s: %s (%s)", rs.path, mode, reason)
-        outcome = RefreshOutcome(mode=mode, reason=reason, result_dir=rs.path, key=key,
+        changes = None
+        if manifest is not None and manifest["inputs"].get("store_id") == store_id:
+            changes = store.changes_since(manifest["inputs"]["store_generation"])
+        plan = make_plan(manifest, reg.rows, reg.month_hashes, universe, store_id, changes,
+                         p.window is None, lambda a: store.ticker_groups(a, GROUP_SIZE))
+        log.info("%s: %s (%s)", rs.path, plan.mode, plan.reason)
+        outcome = RefreshOutcome(mode=plan.mode, reason=plan.reason, result_dir=rs.path, key=key,
                                  warnings=list(notes))
-        if mode == "up to date":
-            outcome.rows_total = manifest["results"]["rows"]
-            outcome.last_date = manifest["data"]["last"]
-        else:
-            _compute_and_commit(p, rs, manifest, mode, reason, start, prices, y, x, universe,
-                                params, key, outcome, timings, progress)
+        generation = (manifest or {}).get("generation", 0) + 1
+        ctx = JobContext(store=str(p.store), result_dir=str(rs.path), generation=generation,
+                         cal=reg.cal.values.astype("datetime64[D]"), x=reg.x.to_numpy(float),
+                         factors=tuple(map(str, reg.x.columns)),
+                         rf=None if reg.rf is None else reg.rf.to_numpy(float),
+                         fit=fit_options(p), min_obs=int(params["min_obs"]))
+        results: list[GroupResult] = []
+        if plan.work:
+            t2 = time.perf_counter()
+            old = {} if plan.mode == "full" else {int(g): m for g, m in manifest["files"].items()}
+            bar = Progress(plan.n_assets, "fitting", progress)
+            results = list(run_local(ctx, plan.work, old, bar))
+            timings["fit_write"] = time.perf_counter() - t2
+        if manifest is None or plan.work or _inputs_moved(manifest, universe, store_generation):
+            new_manifest, superseded = _assemble(p, plan, manifest, results, reg, universe, params,
+                                                 key, generation, store, store_id,
+                                                 store_generation, timings, outcome)
+            rs.commit(new_manifest, superseded)
+            manifest = new_manifest
+        outcome.rows_total = manifest["results"]["rows"]
+        outcome.last_date = manifest["results"]["last"]
+        outcome.warnings += _stale_warnings(store, universe, reg)
+        outcome.warnings += manifest.get("last_run", {}).get("task_warnings", []) if plan.work else []
+        outcome.warnings += _too_few_warnings(manifest, universe, ctx.min_obs)
     latest_moved = write_latest(out, key)
     report_dir = out / "report"
-    if p.report and (mode != "up to date" or latest_moved or not (report_dir / "index.html").exists()):
+    if p.report and (plan.mode != "up to date" or latest_moved or not (report_dir / "index.html").exists()):
         t4 = time.perf_counter()
-        outcome.report = _write_report(out, y, x, outcome)
+        outcome.report = _write_report(out, ctx, outcome)
         timings["report"] = time.perf_counter() - t4
     timings["total"] = time.perf_counter() - t0
     outcome.timings = {k: round(v, 3) for k, v in timings.items()}
     return outcome
 
 
-def _compute_and_commit(p, rs: ResultSet, manifest, mode, reason, start, prices, y, x, universe,
-                        params, key, outcome: RefreshOutcome, timings, progress) -> None:
-    """Fit the planned rows, write their months, commit the manifest. Lock held."""
-    window = p.window
-    # Rows the new windows need: the window ending at row `start` begins at start - W + 1.
-    lo = 0 if mode == "full" else max(0, start - window + 1)
-    t2 = time.perf_counter()
-    bar = Progress(-(-len(universe) // ASSET_CHUNK), "fitting", progress)
-    fit = fit_chunks(y.iloc[lo:], x.iloc[lo:], p, bar)
-    timings["fit"] = time.perf_counter() - t2
+def _inputs_moved(manifest: dict, universe: list[str], store_generation: int) -> bool:
+    """Nothing to fit, but the universe or the store's generation changed: record it."""
+    return manifest["universe"] != universe or manifest["inputs"].get("store_generation") != store_generation
 
-    t3 = time.perf_counter()
-    new = fit.index[start - lo:]
-    table = tidy_table(_tail(fit, start - lo))
-    months = split_by_month(table)
-    old_files = {} if (manifest is None or mode == "full") else dict(manifest["files"])
-    generation = (manifest or {}).get("generation", 0) + 1
-    files = dict(old_files)
 
-    def write(item):
-        month, part = item
-        if month in old_files:  # the month already has rows: rewrite it whole, appended
-            part = pa.concat_tables([rs.read_month(old_files[month]), part])
-        return month, rs.write_month(month, part, generation)
-
-    # Parquet encoding and fsync release the GIL: a few threads overlap the many small files.
-    with ThreadPoolExecutor(max_workers=min(4, max(1, len(months)))) as pool:
-        files.update(dict(pool.map(write, months.items())))
-    superseded = sorted({e["file"] for e in (manifest or {}).get("files", {}).values()}
-                        - {e["file"] for e in files.values()})
-
-    # Per-asset estimate counts, for "too few observations" across runs.
-    asset_rows = {} if mode == "full" else dict(manifest.get("asset_rows", {}))
-    has = np.isfinite(fit.coef(fit.terms[0]).to_numpy()[start - lo:]).sum(axis=0)
-    for a, n in zip(universe, has):
-        asset_rows[a] = asset_rows.get(a, 0) + int(n)
-    min_obs = params["min_obs"]
-    outcome.warnings += _warnings(prices, _tail(fit, start - lo), universe, asset_rows, min_obs, p.solver)
-    total = sum(e["rows"] for e in files.values())
-    firsts = [e["first"] for e in files.values()]
-    lasts = [e["last"] for e in files.values()]
-    timings["write"] = time.perf_counter() - t3
+def _assemble(p, plan: Plan, manifest, results: list[GroupResult], reg: Regressors, universe,
+              params, key, generation, store, store_id, store_generation, timings,
+              outcome: RefreshOutcome) -> tuple[dict, list[str]]:
+    """The new manifest from the old one and the tasks' results, and the files it supersedes."""
+    full = plan.mode == "full" or manifest is None
+    files: dict[str, dict[str, dict]] = {} if full else {g: dict(m) for g, m in manifest["files"].items()}
+    superseded: list[str] = []
+    if full and manifest is not None:
+        superseded = [e["file"] for m in manifest["files"].values() for e in m.values()]
+    asset_rows: dict[str, int] = {} if full else dict(manifest.get("asset_rows", {}))
+    task_warnings: list[str] = []
+    for r in results:
+        months = files.setdefault(str(r.group), {})
+        for month, entry in r.files.items():
+            if entry is None:
+                months.pop(month, None)
+            else:
+                months[month] = entry
+        superseded += r.superseded
+        for a, d in r.asset_rows.items():
+            asset_rows[a] = asset_rows.get(a, 0) + d
+        task_warnings += r.warnings
+        outcome.rows_written += r.rows_written
+        outcome.files_written += sum(e is not None for e in r.files.values())
+    files = {g: dict(sorted(m.items())) for g, m in sorted(files.items(), key=lambda kv: int(kv[0])) if m}
+    entries = [e for m in files.values() for e in m.values()]
+    terms = results[0].terms if results else manifest["terms"]
+    fit_settings = results[0].fit_settings if results else manifest["fit"]
+    rows = reg.rows
+    first_fit = min((w.first_row for w in plan.work), default=len(rows))
+    outcome.dates_fitted = len(rows) - first_fit if plan.work else 0
+    outcome.assets_fitted = plan.n_assets
     from quantfit import __version__
     now = pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
     new_manifest = {
         "format": FORMAT, "version": VERSION, "key": key, "generation": generation,
         "params": params, "created": (manifest or {}).get("created", now), "updated": now,
-        "package_version": __version__,
-        "settings": fit.settings,
-        "inputs": {"store": str(Path(p.store).resolve()), "benchmark": p.benchmark if p.factors is None else None,
-                   "factors": p.factors, "store_last": str(prices.index[-1].date())},
-        "universe": universe, "terms": fit.terms,
-        "data": {"first": str(y.index[0].date()), "last": str(y.index[-1].date()), "dates": len(y.index),
-                 "fingerprint": fingerprint(y, x, y.index[-1])},
-        "results": {"first": min(firsts) if firsts else None, "last": max(lasts) if lasts else None,
-                    "rows": total, "months": len(files)},
-        "files": dict(sorted(files.items())),
-        "asset_rows": asset_rows,
-        "last_run": {"mode": mode, "reason": reason, "dates_fitted": len(new),
-                     "first_fitted": str(new[0].date()) if len(new) else None,
-                     "rows_fitted_on": len(fit.index), "rows_written": table.num_rows,
-                     "files_written": len(months), "timings": {k: round(v, 3) for k, v in timings.items()},
-                     "warnings": outcome.warnings},
+        "package_version": __version__, "fit": fit_settings, "terms": terms,
+        "universe": universe, "groups": [{"assets": g} for g in plan.groups],
+        "files": files,
+        "inputs": {"store": str(Path(p.store).resolve()), "store_id": store_id,
+                   "store_generation": store_generation,
+                   "benchmark": p.benchmark if p.factors is None else None, "factors": p.factors},
+        "data": {"first": str(rows[0].date()), "last": str(rows[-1].date()), "dates": len(rows),
+                 "x_months": reg.month_hashes()},
+        "results": {"first": min((e["first"] for e in entries), default=None),
+                    "last": max((e["last"] for e in entries), default=None),
+                    "rows": sum(e["rows"] for e in entries), "files": len(entries)},
+        "asset_rows": {a: n for a, n in sorted(asset_rows.items()) if n},
+        "last_run": {"mode": plan.mode, "reason": plan.reason, "assets_fitted": plan.n_assets,
+                     "dates_fitted": outcome.dates_fitted, "rows_written": outcome.rows_written,
+                     "files_written": outcome.files_written,
+                     "timings": {k: round(v, 3) for k, v in timings.items()},
+                     "task_warnings": task_warnings},
     }
-    rs.commit(new_manifest, superseded)
-    outcome.dates_fitted, outcome.rows_written = len(new), table.num_rows
-    outcome.files_written, outcome.rows_total = len(months), total
-    outcome.last_date = new_manifest["data"]["last"]
-    log.info("%s: fitted %d date(s) x %d asset(s) (%s to %s); wrote %s rows in %d file(s); %s rows in all",
-             rs.path, len(new), len(universe), new[0].date() if len(new) else "-",
-             new[-1].date() if len(new) else "-", f"{table.num_rows:,}", len(months), f"{total:,}")
+    return new_manifest, superseded
 
 
-def _tail(fit: RollingFit, i: int) -> RollingFit:
-    """The fit restricted to its dates ``i:`` (views, no copies)."""
-    if i == 0:
-        return fit
-    arr = lambda f: f.to_numpy()[i:].T  # noqa: E731  (T, A) frame -> (A, T - i)
-    return RollingFit(
-        index=fit.index[i:], assets=fit.assets, terms=fit.terms,
-        coef=np.stack([arr(fit.coef(t)) for t in fit.terms]),
-        stderr=np.stack([arr(fit.stderr(t)) for t in fit.terms]),
-        r2=arr(fit.r2), resid_vol=arr(fit.resid_vol), nobs=arr(fit.nobs),
-        converged=arr(fit.converged), n_iter=arr(fit.n_iter), settings=fit.settings)
+def _stale_warnings(store, universe: list[str], reg: Regressors) -> list[str]:
+    """Universe assets without a price on the calendar's last date."""
+    info = store.ticker_info()
+    last = reg.cal[-1]
+    lasts = pd.to_datetime(info["last"]).reindex(universe)
+    return [f"{a}: stale price: none on {last.date()} (last {pd.Timestamp(d).date()})"
+            for a, d in lasts.items() if pd.Timestamp(d) < last]
+
+
+def _too_few_warnings(manifest: dict, universe: list[str], min_obs: int) -> list[str]:
+    rows = manifest.get("asset_rows", {})
+    return [f"{a}: too few observations for any estimate (need {min_obs} valid rows in a window)"
+            for a in universe if not rows.get(a)]
 
 
 #: The nightly report shows this many years up to the latest date (all of it is on disk).
 REPORT_YEARS = 10
+#: At most this many assets are drawn in the report's time-series figures (all of them are
+#: in its latest cross-section), so the report costs the same for 20 or 20,000 assets.
+REPORT_ASSETS = 40
 
 
-def _write_report(out: Path, y: pd.DataFrame, x: pd.DataFrame, outcome: RefreshOutcome) -> Path | None:
+def _report_assets(out: Path) -> list[str] | None:
+    """None (every asset) for small universes; else REPORT_ASSETS spread over the latest β."""
+    from quantfit.results_store import read_betas
+    latest = read_betas(out)
+    first = latest if isinstance(latest, pd.Series) else latest.iloc[:, 0]
+    if len(first) <= REPORT_ASSETS:
+        return None
+    order = first.sort_values(kind="stable").index
+    pick = sorted({order[int(round(q))] for q in
+                   [i * (len(order) - 1) / (REPORT_ASSETS - 1) for i in range(REPORT_ASSETS)]})
+    return pick
+
+
+def _write_report(out: Path, ctx: JobContext, outcome: RefreshOutcome) -> Path | None:
     """The HTML report of the latest result set, in ``out/report``; a failure is a warning."""
     try:
         from quantfit.report import write_html  # imported here: the report is optional to the job
         from quantfit.results_store import read_results
-        fit = read_results(outcome.result_dir, last_years=REPORT_YEARS)
-        xs = x.iloc[:, 0] if x.shape[1] == 1 else x
-        path = write_html(fit, out / "report", y=y, x=xs,
-                          title=f"quantfit betas ({outcome.key})")
+        assets = _report_assets(outcome.result_dir)
+        fit = read_results(outcome.result_dir, assets=assets, last_years=REPORT_YEARS)
+        path = write_html(fit, out / "report", title=f"quantfit betas ({outcome.key})")
         log.info("report: %s", path)
         return Path(path)
     except (ImportError, QuantfitError, OSError, ValueError) as exc:
