@@ -51,8 +51,8 @@ from quantfit.errors import DataError
 Frame = TypeVar("Frame", pd.DataFrame, pd.Series)
 Freq = Literal["W", "M", "Q"]
 
-#: freq -> (pandas period alias, pandas offset alias of the calendar period ends)
-FREQS: dict[str, tuple[str, str]] = {"W": ("W-FRI", "W-FRI"), "M": ("M", "ME"), "Q": ("Q-DEC", "QE-DEC")}
+#: freq -> the pandas period it stands for (weeks ending Friday, calendar months, quarters)
+FREQS: dict[str, str] = {"W": "W-FRI", "M": "M", "Q": "Q-DEC"}
 
 # Columns compounded per pass, sized so that one pass holds ~64 MB of float64 whatever the
 # universe: memory is bounded by the history's length, not by the number of assets.
@@ -72,7 +72,7 @@ def period_ends(index: pd.DatetimeIndex, freq: Freq) -> pd.DatetimeIndex:
     ``"Q"``: the quarter's last day. These are ``compound``'s labels.
     """
     _check_freq(freq)
-    ends = index.to_period(FREQS[freq][0]).end_time.normalize()
+    ends = index.to_period(FREQS[freq]).end_time.normalize()
     return pd.DatetimeIndex(ends.astype(DATE_DTYPE), name="date")
 
 
@@ -106,7 +106,7 @@ def _edge_keep(n_periods: int, index: pd.DatetimeIndex, freq: str) -> np.ndarray
     keep = np.ones(n_periods, dtype=bool)
     day = np.timedelta64(1, "D")
     first, last = (np.datetime64(d.date(), "D") for d in (index[0], index[-1]))
-    edges = index[[0, -1]].to_period(FREQS[freq][0])
+    edges = index[[0, -1]].to_period(FREQS[freq])
     period_start = np.datetime64(edges[0].start_time.date(), "D")
     period_end = np.datetime64(edges[1].end_time.date(), "D")
     if np.busday_count(period_start, first) > 0:       # weekdays in [period start, first date)
@@ -163,7 +163,8 @@ def compound(returns: Frame, freq: Freq, kind: Literal["simple", "log"] = "simpl
     if len(kept) == 0:
         out_index = pd.DatetimeIndex([], dtype=DATE_DTYPE, name="date")
     else:
-        out_index = pd.date_range(kept[0], kept[-1], freq=FREQS[freq][1], name="date").astype(DATE_DTYPE)
+        every = pd.period_range(kept[0], kept[-1], freq=FREQS[freq])  # vectorized, unlike date_range
+        out_index = pd.DatetimeIndex(every.end_time.normalize().astype(DATE_DTYPE), name="date")
     where = out_index.get_indexer(labels[keep])
     out = np.full((len(out_index), frame.shape[1]), np.nan)
 

@@ -94,7 +94,7 @@ def _local_file(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
