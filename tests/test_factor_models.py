@@ -232,6 +232,12 @@ def test_unknown_model_or_freq(name, freq, match):
         qf.sources.factor_model(name, freq, FIX, download=False)
 
 
+def test_factors_dir_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "factors").write_text("not a folder")
+    with pytest.raises(DataError, match=r"factors_dir .*factors is not a directory"):
+        qf.sources.factor_model("ff3", "D", tmp_path / "factors", download=False)
+
+
 def test_model_names_are_case_insensitive():
     pd.testing.assert_frame_equal(qf.sources.factor_model("FF3", "M", FIX, download=False), load("ff3", "M"))
 

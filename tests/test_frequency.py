@@ -187,6 +187,7 @@ def test_chunks_give_the_same_answer(sample_returns, monkeypatch):
     ((lambda r: r.reset_index(drop=True), "M"), {}, "DatetimeIndex"),
     ((lambda r: r.iloc[:0], "M"), {}, "no rows"),
     ((lambda r: r.to_numpy(), "M"), {}, "DataFrame or Series"),
+    ((lambda r: r.assign(B="x"), "M"), {}, "returns must be numeric"),
     ((lambda r: r.assign(B=r["B"].where(r.index != r.index[2], -1.5)), "M"), {},
      r"finite and >= -1 \(simple returns\): B on 2024-01-03 is -1.5"),
     ((lambda r: r.assign(A=r["A"].where(r.index != r.index[1], np.inf)), "M"), {"kind": "log"},

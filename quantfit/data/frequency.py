@@ -170,7 +170,10 @@ def compound(returns: Frame, freq: Freq, kind: Literal["simple", "log"] = "simpl
 
     step = max(1, _CHUNK_CELLS // max(n, 1))
     for c0 in range(0, frame.shape[1], step):
-        values = frame.iloc[:, c0:c0 + step].to_numpy(dtype="float64", na_value=np.nan, copy=True)
+        try:
+            values = frame.iloc[:, c0:c0 + step].to_numpy(dtype="float64", na_value=np.nan, copy=True)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"returns must be numeric: {exc}") from None
         _check_values(values, kind, frame, c0)
         missing = np.isnan(values)
         present = np.add.reduceat((~missing).astype(np.int64), starts, axis=0)  # (periods, cols) days with a value

@@ -82,8 +82,12 @@ def _local_file(folder: Path, name: str) -> Path | None:
     """The file for dataset ``name`` in ``folder`` (zip first, then csv), or None."""
     try:
         entries = [p for p in folder.iterdir() if p.is_file()]
-    except (FileNotFoundError, NotADirectoryError):
-        return None
+    except FileNotFoundError:
+        return None  # no folder yet: nothing placed there
+    except NotADirectoryError:
+        raise DataError(f"factors_dir {folder} is not a directory") from None
+    except OSError as exc:
+        raise DataError(f"factors_dir {folder}: cannot list it ({exc.strerror or exc})") from None
     for candidate in (f"{name}_CSV.zip", f"{name}.zip", f"{name}.csv"):
         hits = sorted(p for p in entries if p.name.lower() == candidate.lower())
         if len(hits) > 1:
