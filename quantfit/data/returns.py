@@ -1,4 +1,5 @@
-"""``qf.returns``: prices -> per-period returns, optionally in excess of a risk-free rate.
+"""``qf.returns``: prices -> per-period returns, optionally in excess of a risk-free rate;
+``qf.excess_returns``: the same excess rule for returns you already have (e.g. compounded).
 
 Conventions:
 
@@ -11,6 +12,10 @@ Conventions:
   date, or a scalar; every return date must have an ``rf`` value, otherwise ``DataError``
   (trim or align it yourself: a silently missing rate would bias the excess return). For
   ``kind="log"`` the rate is turned into a log rate first: excess = log return - log(1 + rf).
+* ``excess_returns(returns, rf, kind)`` applies that rule to returns at any frequency, e.g.
+  monthly returns from ``qf.compound`` against the monthly Ken French ``RF``
+  (``qf.sources.factor_model("ff3", freq="M")["RF"]``); ``returns(prices, rf=...)`` is
+  ``excess_returns(returns(prices), rf)``.
 """
 
 from __future__ import annotations
@@ -96,9 +101,34 @@ def returns(prices: Frame, kind: Literal["simple", "log"] = "simple", rf=None) -
     else:
         out = np.log(px).diff()
     out = out.iloc[1:]
-    if rf is not None:
-        rate = _rf_series(rf, out.index)
-        if kind == "log":
-            rate = np.log1p(rate)
-        out = out.sub(rate, axis=0) if isinstance(out, pd.DataFrame) else (out - rate).rename(out.name)
-    return out
+    return out if rf is None else excess_returns(out, rf, kind)
+
+
+def excess_returns(returns: Frame, rf, kind: Literal["simple", "log"] = "simple") -> Frame:
+    """Returns in excess of a risk-free rate per period: ``r - rf`` (log: ``r - log1p(rf)``).
+
+    Parameters
+    ----------
+    returns : DataFrame (DatetimeIndex x assets) or Series of per-period returns, decimals.
+    rf : the risk-free rate per period of ``returns`` (daily rates for daily returns, monthly
+        for monthly), decimals: a Series indexed by date, aligned by date, with a value for
+        every date of ``returns`` (else ``DataError``: trim to the common range first), or a
+        scalar. A factor model's ``RF`` column is that rate:
+        ``qf.sources.factor_model("ff3", freq="M")["RF"]``.
+    kind : how ``returns`` were computed: ``"simple"`` or ``"log"``.
+
+    Returns
+    -------
+    Same type and index as ``returns``, float64; NaN where the return is NaN.
+    """
+    if kind not in ("simple", "log"):
+        raise DataError(f"kind must be 'simple' or 'log', got {kind!r}")
+    if not isinstance(returns, (pd.DataFrame, pd.Series)):
+        raise DataError(f"returns must be a DataFrame or Series, got {type(returns).__name__}")
+    if not isinstance(returns.index, pd.DatetimeIndex):
+        raise DataError("returns must have a DatetimeIndex (dates as the index)")
+    rate = _rf_series(rf, returns.index)
+    if kind == "log":
+        rate = np.log1p(rate)
+    out = returns.astype("float64")
+    return out.sub(rate, axis=0) if isinstance(out, pd.DataFrame) else (out - rate).rename(out.name)

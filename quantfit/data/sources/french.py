@@ -23,8 +23,8 @@ import io
 import os
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -76,7 +76,8 @@ def parse_french_csv(text: str, origin: str = "Ken French CSV") -> pd.DataFrame:
     """Parse the text of a Ken French data-library CSV into wide decimal returns.
 
     Returns a DataFrame with a DatetimeIndex ``date`` (sorted) and one float64 column per
-    factor/portfolio, in decimals. Raises ``DataError`` naming ``origin`` when no data block
+    factor/portfolio, in decimals; ``attrs["date_key"]`` says whether the rows were keyed
+    ``"YYYYMMDD"`` (daily or weekly files) or ``"YYYYMM"`` (monthly). Raises ``DataError`` naming ``origin`` when no data block
     is found or a row is malformed.
     """
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
@@ -113,7 +114,9 @@ def parse_french_csv(text: str, origin: str = "Ken French CSV") -> pd.DataFrame:
     index = pd.DatetimeIndex(dates.astype(DATE_DTYPE), name="date")
     if index.has_duplicates:
         raise DataError(f"{origin}: date {index[index.duplicated()][0].date()} appears twice")
-    return pd.DataFrame(data / 100.0, index=index, columns=columns).sort_index()
+    frame = pd.DataFrame(data / 100.0, index=index, columns=columns).sort_index()
+    frame.attrs["date_key"] = "YYYYMMDD" if width == 8 else "YYYYMM"  # daily/weekly vs monthly
+    return frame
 
 
 def french(name_or_path: str | os.PathLike,
