@@ -48,6 +48,10 @@ def read_head(path: Path, max_bytes: int) -> bytes:
 
 def decode_text(blob: bytes, path: Path, what: str) -> str:
     """UTF-8 text (a leading BOM dropped); anything else is a DataError naming the byte."""
+    if blob[:2] == b"\x1f\x8b":
+        raise DataError(f"{what} {path}: gzip-compressed; decompress it first")
+    if blob[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise DataError(f"{what} {path}: UTF-16 text; save the file as UTF-8")
     if b"\x00" in blob:
         raise DataError(f"{what} {path}: binary data (NUL bytes), not a text file")
     try:

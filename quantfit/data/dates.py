@@ -231,13 +231,15 @@ def _object_day(v) -> int | None:
 
 # ----------------------------------------------------------------------------- public
 def parse_dates(raw: pd.Series, source: str | None = None, tickers: pd.Series | None = None,
-                date_format: str | None = None) -> pd.Series:
+                date_format: str | None = None, rows: tuple[str, int] = ("row", 0)) -> pd.Series:
     """Parse a date column to tz-naive midnight timestamps (``DATE_DTYPE``) by the module's rules.
 
     ``date_format`` (strptime codes) states the format of text values; ``tickers`` (aligned
     with ``raw``) only serves to name the ticker in error messages. Raises ``DataError`` naming
-    the first offending row (0-based, as in the frame) for a missing, unparsable, ambiguous,
-    inconsistent or out-of-range date. The result has ``raw``'s length and a RangeIndex.
+    the first offending row for a missing, unparsable, ambiguous, inconsistent or out-of-range
+    date; ``rows`` is how rows are called and numbered there (default ``("row", 0)``: 0-based
+    positions as in the frame; CSV readers say ``("data row", 1)``). The result has ``raw``'s
+    length and a RangeIndex.
     """
     where = _where(source)
     if date_format is not None and (not isinstance(date_format, str) or "%" not in date_format):
@@ -245,7 +247,7 @@ def parse_dates(raw: pd.Series, source: str | None = None, tickers: pd.Series | 
     raw = raw.reset_index(drop=True) if isinstance(raw, pd.Series) else pd.Series(raw)
 
     def row_text(i: int) -> str:
-        return (f"for ticker {tickers.iloc[i]!s} " if tickers is not None else "") + f"(row {i})"
+        return (f"for ticker {tickers.iloc[i]!s} " if tickers is not None else "") + f"({rows[0]} {i + rows[1]})"
 
     if pd.api.types.is_datetime64_any_dtype(raw.dtype):
         na = raw.isna().to_numpy()
@@ -256,6 +258,9 @@ def parse_dates(raw: pd.Series, source: str | None = None, tickers: pd.Series | 
             uniques, codes = raw.cat.categories, raw.cat.codes.to_numpy()
         else:
             codes, uniques = pd.factorize(raw, use_na_sentinel=True)
+        blank = np.array([isinstance(v, str) and not v.strip() for v in uniques], dtype=bool)
+        if blank.any():  # an empty cell is a missing date, not an unparsable one
+            codes = np.where(blank[np.maximum(codes, 0)] & (codes >= 0), -1, codes)
         na = codes < 0
         days = _parse_uniques(uniques, codes, date_format, row_text, where)[np.where(na, 0, codes)]
     if na.any():

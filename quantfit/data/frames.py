@@ -57,7 +57,9 @@ def _parse_tickers(raw: pd.Series, source: str | None) -> tuple[pd.Series, dict[
     upper-cased, checked), and the spellings that were merged into one name (``aapl``/``AAPL``)."""
     cat = raw if isinstance(raw.dtype, pd.CategoricalDtype) else raw.astype("category")
     codes = cat.cat.codes.to_numpy()
-    missing = codes < 0
+    # An empty or blank name is a missing ticker, like None/NaN ("NA" is a ticker).
+    blank = np.array([isinstance(c, str) and not c.strip() for c in cat.cat.categories] + [True])
+    missing = blank[codes]  # code -1 (None/NaN) picks the trailing True
     if missing.any():
         i = int(np.flatnonzero(missing)[0])
         raise DataError(f"{_where(source)}missing ticker in row {i} ({int(missing.sum())} rows in all)")
