@@ -298,7 +298,10 @@ def _parse_uniques(uniques, codes: np.ndarray, date_format: str | None,
 
     days = np.zeros(n, dtype=np.int64)
     text_idx, texts = [], []
+    unused = first_pos == np.iinfo(np.int64).max  # e.g. blank text, counted as missing
     for k, v in enumerate(uniques):
+        if unused[k]:
+            continue
         if isinstance(v, str):
             text_idx.append(k)
             texts.append(v.strip())

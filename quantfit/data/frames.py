@@ -175,7 +175,7 @@ def validate_long(frame: pd.DataFrame, source: str | None = None, *,
     if dup.any():
         i = int(order[1:][dup][0])
         name = out["ticker"].iloc[i]
-        case = (f" (tickers are upper-cased: {', '.join(map(repr, merged[name]))} are one ticker)"
+        case = (f" (tickers are upper-cased: {', '.join(map(repr, sorted(merged[name])))} are one ticker)"
                 if name in merged else "")
         raise DataError(f"{_where(source)}duplicate (date, ticker): ticker {name} "
                         f"on {out['date'].iloc[i].date().isoformat()} occurs more than once "
