@@ -26,7 +26,7 @@ def run(argv, capsys):
 def run_process(argv, timeout=120):
     """A real process, for inputs that could block (a FIFO): a hang fails instead of hanging."""
     done = subprocess.run([sys.executable, "-m", "quantfit.cli", *map(str, argv)], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, check=False)
     return done.returncode, done.stdout, done.stderr
 
 
@@ -57,7 +57,7 @@ def store(tmp_path):
 
 def refused(argv, capsys, store: Path, match: str):
     before = digest(store)
-    code, out, err = run(argv, capsys)
+    code, _, err = run(argv, capsys)
     one_line_error(code, err, match)
     assert digest(store) == before
 
@@ -68,7 +68,7 @@ def test_ambiguous_dates_refused_then_read_with_date_format(tmp_path, capsys, st
     p = tmp_path / "de.csv"
     p.write_text("Datum,SAP\n" + "".join(f"{d:%d.%m.%Y},{d.day}\n" for d in days))
     refused(["ingest", "csv", p, "--store", store], capsys, store, "--date-format %d.%m.%Y (day first)")
-    code, out, err = run(["ingest", "csv", p, "--date-format", "%d.%m.%Y", "--store", store], capsys)
+    code, _, err = run(["ingest", "csv", p, "--date-format", "%d.%m.%Y", "--store", store], capsys)
     assert code == 0, err
     got = qf.PriceStore(store).prices(["SAP"])["SAP"]
     assert list(got.index) == list(days) and got.tolist() == list(days.day.astype(float))
@@ -77,12 +77,12 @@ def test_ambiguous_dates_refused_then_read_with_date_format(tmp_path, capsys, st
 def test_yahoo_download_ticker_from_file_name_said_in_one_line(tmp_path, capsys, store):
     p = tmp_path / "AAPL.csv"
     p.write_text("Date,Open,High,Low,Close,Adj Close,Volume\n2024-01-02,1,2,0.5,185.64,184.73,82488700\n")
-    code, out, err = run(["ingest", "csv", p, "--store", store], capsys)
+    code, _, err = run(["ingest", "csv", p, "--store", store], capsys)
     assert code == 0
-    assert err.splitlines() == [f"quantfit: note: {p}: one ticker's history: ticker AAPL from the file name "
-                                "(--ticker sets it), prices from column 'Adj Close'"]
+    assert err.splitlines() == [(f"quantfit: note: {p}: one ticker's history: ticker AAPL from the file "
+                                 "name (--ticker sets it), prices from column 'Adj Close'")]
     assert qf.PriceStore(store).tickers() == ["AAPL", "BRK/B", "SPY"]
-    code, out, err = run(["ingest", "csv", p, "--ticker", "brk.a", "--store", store], capsys)
+    code, _, err = run(["ingest", "csv", p, "--ticker", "brk.a", "--store", store], capsys)
     assert code == 0 and "ticker BRK.A, prices from column 'Adj Close'" in err
     assert qf.PriceStore(store).prices(["BRK.A"])["BRK.A"].tolist() == [184.73]
 
@@ -111,7 +111,7 @@ def test_fifo_is_refused_not_waited_on(tmp_path, store):
     fifo = tmp_path / "prices.csv"
     os.mkfifo(fifo)
     before = digest(store)
-    code, out, err = run_process(["ingest", "csv", fifo, "--store", store])
+    code, _, err = run_process(["ingest", "csv", fifo, "--store", store])
     one_line_error(code, err, "is a FIFO (named pipe); give a regular file")
     assert digest(store) == before
 
@@ -131,7 +131,7 @@ def test_prices_tickers_and_dates(capsys, store):
 # ----------------------------------------------------------------------------- report
 @pytest.mark.parametrize("years", ["nan", "inf", "1e9", "0", "-1", "ten"])
 def test_report_years_must_be_a_sane_number(tmp_path, capsys, years):
-    code, out, err = run(["report", "--out", tmp_path / "out", "--years", years], capsys)
+    code, _, err = run(["report", "--out", tmp_path / "out", "--years", years], capsys)
     one_line_error(code, err, f"expected a number of years in (0, 500], got '{years}'")
     assert not (tmp_path / "out").exists()
 

@@ -257,8 +257,8 @@ YAHOO = ("Date,Open,High,Low,Close,Adj Close,Volume\n"
 def test_yahoo_download_is_one_tickers_history_with_adjusted_closes(tmp_path, store):
     frame = qf.sources.csv(write(tmp_path, "AAPL.csv", YAHOO))
     assert frame.attrs["layout"] == "history"
-    assert frame.attrs["notes"] == [f"{tmp_path / 'AAPL.csv'}: one ticker's history: ticker AAPL from the "
-                                    "file name (--ticker sets it), prices from column 'Adj Close'"]
+    assert frame.attrs["notes"] == [(f"{tmp_path / 'AAPL.csv'}: one ticker's history: ticker AAPL from the "
+                                    "file name (--ticker sets it), prices from column 'Adj Close'")]
     store.ingest(frame)
     assert store.tickers() == ["AAPL", "OLD"]  # not Open, High, ... Volume
     assert_stored(store, "AAPL", ["2024-01-02", "2024-01-03"], [184.73, 183.35])  # null row: no price
@@ -277,14 +277,14 @@ def test_history_whose_file_name_is_not_a_ticker_needs_ticker(tmp_path, store):
      "SPY.US", ["2024-01-02", "2024-01-03"], [472.65, 468.79]),                      # stooq (English)
     ("wig.csv", "Data,Otwarcie,Najwyzszy,Najnizszy,Zamkniecie,Wolumen\n2024-01-02,1,2,0.5,10.5,12345\n",
      "WIG", ["2024-01-02"], [10.5]),                                                  # stooq (Polish)
-    ("IBM.csv", "timestamp,open,high,low,close,adjusted_close,volume,dividend_amount,split_coefficient\n"
+    ("IBM.csv", ("timestamp,open,high,low,close,adjusted_close,volume,dividend_amount,split_coefficient\n"
                 "2024-01-03,161.0,161.73,160.08,160.1,155.5,4086100,0.0000,1.0\n"
-                "2024-01-02,162.83,163.29,160.38,161.5,156.9,3803600,0.0000,1.0\n",
+                "2024-01-02,162.83,163.29,160.38,161.5,156.9,3803600,0.0000,1.0\n"),
      "IBM", ["2024-01-02", "2024-01-03"], [156.9, 155.5]),                            # Alpha Vantage, newest first
     ("KO.csv", "timestamp,open,high,low,close,volume\n2024-01-02,1,2,0.5,59.2,10\n",
      "KO", ["2024-01-02"], [59.2]),                                                   # Alpha Vantage, not adjusted
-    ("XOM.csv", "Date,Open,High,Low,Close,Volume,Dividends,Stock Splits\n"
-                "2024-01-02 00:00:00-05:00,1,2,0.5,98.5,10,0.0,0.0\n", "XOM", ["2024-01-02"], [98.5]),  # yfinance history()
+    ("XOM.csv", ("Date,Open,High,Low,Close,Volume,Dividends,Stock Splits\n"
+                "2024-01-02 00:00:00-05:00,1,2,0.5,98.5,10,0.0,0.0\n"), "XOM", ["2024-01-02"], [98.5]),  # yfinance history()
     ("GE.csv", "Date,Close\n2024-01-02,120.5\n", "GE", ["2024-01-02"], [120.5]),
 ])
 def test_vendor_histories(tmp_path, store, name, text, ticker, dates, closes):

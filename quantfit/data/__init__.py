@@ -7,7 +7,8 @@ per ticker. This layer never imports the engine or the report.
 * ``sources``: ``yfinance``, ``csv``, ``sample`` (long prices) and ``french`` (wide factor returns);
 * ``PriceStore``: upserting, crash-safe parquet store (``ingest``, ``prices``, ``tickers``);
 * ``returns``: simple or log returns, optionally in excess of a risk-free rate;
-* ``validate_long`` / ``to_long``: the checks every ingest goes through, and wide -> long.
+* ``validate_long`` / ``to_long``: the checks every ingest goes through, and wide -> long;
+* ``dates`` / ``tickers``: the rules every date and ticker from the outside follows.
 """
 
 from quantfit.data import sources

@@ -41,8 +41,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+from collections.abc import Callable
 from numbers import Integral
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -116,9 +116,7 @@ def _time_ok(g: dict) -> bool:
             return False
         if int(g["Mi"]) > 59 or (g.get("S") is not None and int(g["S"]) > 60):
             return False
-    if g.get("tzh") is not None and (int(g["tzh"]) > 23 or int(g.get("tzm") or 0) > 59):
-        return False
-    return True
+    return g.get("tzh") is None or (int(g["tzh"]) <= 23 and int(g.get("tzm") or 0) <= 59)
 
 
 # ----------------------------------------------------------------------------- text dates

@@ -10,7 +10,10 @@ Conventions used by every source and by ``PriceStore``:
 
 ``validate_long`` is the single gate in front of the store: it is fully vectorized (a 12.6 M
 row frame validates in a few seconds) and raises ``DataError`` naming the first bad
-ticker/date/row, plus how many more rows share the problem.
+ticker/date/row, plus how many more rows share the problem. Dates follow
+``quantfit.data.dates`` (one format per column, local calendar dates, pandas' range), tickers
+``quantfit.data.tickers`` (upper-cased, a fixed character set; ``normalize_tickers`` is the
+rule for look-ups too).
 """
 
 from __future__ import annotations

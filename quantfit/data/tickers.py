@@ -13,14 +13,14 @@ missing ticker.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from quantfit.errors import DataError
 
 MAX_LEN = 32
 #: The characters a ticker may contain after upper-casing, as documented.
 ALLOWED = "A-Z, 0-9 and . - / ^ = _ & : + @ $"
-_TICKER = re.compile(r"[A-Z0-9.\-/^=_&:+@$]{1,%d}" % MAX_LEN)
+_TICKER = re.compile(rf"[A-Z0-9.\-/^=_&:+@$]{{1,{MAX_LEN}}}")
 
 
 def ticker_problem(name: str, shown: str | None = None) -> str | None:
