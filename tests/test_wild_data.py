@@ -95,7 +95,7 @@ def test_ambiguous_column_is_refused_until_the_format_is_stated(tmp_path, store)
     assert_stored(store, "SAP", days, days.day)
 
 
-@pytest.mark.parametrize("text, match", [
+BAD_DATE_COLUMNS = [
     ("date,ticker,close\n13/01/2024,X,1\n01/13/2024,X,2\n",
      r"mixes day-first '13/01/2024' for ticker X \(row 0\) and month-first '01/13/2024' for ticker X \(row 1\)"),
     ("date,ticker,close\n2024-01-02,X,1\n03.01.2024,X,2\n",
@@ -105,10 +105,7 @@ def test_ambiguous_column_is_refused_until_the_format_is_stated(tmp_path, store)
     ("date,ticker,close\n2024-02-30,X,1\n", r"invalid date '2024-02-30' for ticker X \(row 0\): no such day"),
     ("date,ticker,close\n1/2/24,X,1\n", r"unparsable date '1/2/24' for ticker X \(row 0\).*--date-format FORMAT"),
     ("date,ticker,close\n,X,1\n", r"missing date for ticker X \(row 0\)"),
-])
-def test_bad_date_columns_are_refused_naming_the_rows(tmp_path, store, text, match):
-    p = write(tmp_path, "bad.csv", text)
-    refused(store, lambda: qf.sources.csv(p), match)
+]
 
 
 def test_timezone_offsets_keep_the_local_calendar_date(tmp_path, store):
@@ -315,13 +312,18 @@ def test_yfinance_download_to_csv_with_two_tickers(tmp_path, store):
     assert_stored(store, "MSFT", ["2024-01-02"], [370.87])
 
 
-@pytest.mark.parametrize("text, match", [
+BAD_HEADERS = [
     ("Date,Open,High,Low,Volume\n2024-01-02,1,2,0.5,10\n", r"'Open', 'High', 'Low', 'Volume' are price fields, not tickers"),
     ("date,Close,MSFT\n2024-01-02,1,2\n", r"mixes price fields \('Close'\) with other columns \('MSFT'\)"),
     ("date,Close,close\n2024-01-02,1,2\n", r"ambiguous columns 'Close' and 'close'"),
     ("date,ticker,symbol,close\n2024-01-02,A,A,1\n", r"ambiguous columns 'ticker' and 'symbol'"),
-])
-def test_field_named_headers_that_are_not_a_history_are_refused(tmp_path, store, text, match):
+]
+
+
+@pytest.mark.parametrize("text, match", BAD_DATE_COLUMNS + BAD_HEADERS)
+def test_bad_date_columns_and_headers_are_refused_naming_the_problem(tmp_path, store, text, match):
+    """Dates: mixed, out of range, impossible, unrecognized, missing. Headers: field names that
+    are not one ticker's history (no close; a close next to a ticker), one field twice."""
     p = write(tmp_path, "X.csv", text)
     refused(store, lambda: qf.sources.csv(p), match)
 
