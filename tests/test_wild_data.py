@@ -150,6 +150,15 @@ def test_date_bounds_of_prices_follow_the_same_rules(store):
         store.prices(["B"], start=True)
 
 
+def test_yfinance_dates_follow_the_same_rules():
+    from test_sources import FakeDownloader
+    fake = FakeDownloader(good=["AAPL"])
+    qf.sources.yfinance(["aapl"], start=20240102, end="Jan 31, 2024", downloader=fake)
+    assert fake.calls[0][1]["start"] == "2024-01-02" and fake.calls[0][1]["end"] == "2024-01-31"
+    with pytest.raises(DataError, match=r"bad start date '05\.01\.2024': day and month could be either way"):
+        qf.sources.yfinance(["AAPL"], start="05.01.2024", downloader=fake)
+
+
 def test_french_keys_outside_the_range_are_refused(tmp_path):
     p = write(tmp_path, "ff.csv", ",Mkt-RF,RF\n20240102,0.1,0.01\n30000103,0.2,0.01\n")
     with pytest.raises(DataError, match=r"date key: date '30000103' \(row 1\) is outside the supported range"):
