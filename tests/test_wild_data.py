@@ -7,6 +7,7 @@ Every case either stores the intended values (compared with ``store.prices()``) 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -343,14 +344,14 @@ def test_ticker_is_refused_for_files_that_name_their_tickers(tmp_path, store):
 
 
 # ----------------------------------------------------------------------------- files
-def test_fifo_and_devices_are_refused_without_blocking(tmp_path):
+@pytest.mark.parametrize("read", [qf.sources.csv, qf.sources.french])
+def test_fifo_and_devices_are_refused_without_blocking(tmp_path, read):
     fifo = tmp_path / "prices.csv"
-    import os
     os.mkfifo(fifo)
     with pytest.raises(DataError, match=r"is a FIFO \(named pipe\); give a regular file"):
-        qf.sources.csv(fifo)
+        read(fifo)
     with pytest.raises(DataError, match=r"/dev/zero: is a device"):
-        qf.sources.csv("/dev/zero")
+        read("/dev/zero")
 
 
 def test_header_read_is_bounded(tmp_path):

@@ -29,6 +29,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from quantfit._files import check_regular
 from quantfit.data.dates import DATE_DTYPE, parse_dates
 from quantfit.errors import DataError
 
@@ -137,12 +138,7 @@ def french(name_or_path: str | os.PathLike,
     path = Path(text_path)
     is_file_like = path.suffix.lower() in (".csv", ".zip") or path.exists() or os.sep in text_path
     if is_file_like:
-        try:
-            blob = path.read_bytes()
-        except FileNotFoundError:
-            raise DataError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise DataError(f"{path}: is a directory") from None
+        blob = check_regular(path, "factors file").read_bytes()  # a FIFO or device is refused
         if blob[:2] == b"PK":
             return parse_french_csv(_csv_text_from_zip(blob, str(path)), str(path))
         return parse_french_csv(blob.decode("latin-1"), str(path))
