@@ -1,7 +1,7 @@
 """The ``quantfit`` command line: thin wrappers over the library.
 
     quantfit ingest sample               [--store DIR]
-    quantfit ingest csv PATH             [--store DIR]
+    quantfit ingest csv PATH             [--ticker T] [--date-format FMT] [--store DIR]
     quantfit ingest yfinance TICKER...   [--start D] [--end D] [--store DIR]
     quantfit prices [--store DIR] [--tickers T ...] [--start D] [--end D] [--tail N]
     quantfit refresh [--store DIR] [--out DIR] [--universe T,..|FILE] [--config FILE] ...
@@ -28,6 +28,8 @@ from quantfit.errors import DataError, QuantfitError
 
 PROG = "quantfit"
 DEFAULT_STORE = "data/store"
+#: ``report --years`` bound: more than any price history (pandas' dates span 584 years).
+MAX_YEARS = 500
 
 
 class _UsageError(Exception):
@@ -43,23 +45,33 @@ class _Parser(argparse.ArgumentParser):
 
 # ----------------------------------------------------------------------------- helpers
 def _date(text: str) -> str:
-    """argparse type for dates: must parse, kept as text for the library to use."""
-    import pandas as pd
+    """argparse type for dates: the data layer's date rules; passed on as ISO text."""
+    from quantfit.data.dates import parse_date
     try:
-        ts = pd.Timestamp(text)
-    except (ValueError, TypeError):
-        ts = None
-    if ts is None or ts is pd.NaT:
-        raise argparse.ArgumentTypeError(f"bad date {text!r}: use YYYY-MM-DD")
-    return text
+        return parse_date(text).date().isoformat()
+    except QuantfitError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _split_tickers(values: Sequence[str]) -> list[str]:
-    """Tickers given as separate arguments and/or comma-separated."""
-    out = [t.strip() for v in values for t in v.split(",")]
-    if not out or any(not t for t in out):
+    """Tickers given as separate arguments and/or comma-separated, normalized (upper-cased,
+    checked: ``quantfit.data.tickers``)."""
+    from quantfit.data.tickers import normalize_ticker
+    out = [t for v in values for t in v.split(",")]
+    if not out or any(not t.strip() for t in out):
         raise DataError(f"bad ticker list {' '.join(values)!r}: empty ticker name")
-    return out
+    return list(dict.fromkeys(normalize_ticker(t) for t in out))
+
+
+def _years(text: str) -> float:
+    """argparse type for ``report --years``: a finite number of years in (0, MAX_YEARS]."""
+    try:
+        years = float(text)
+    except ValueError:
+        years = float("nan")
+    if not (0 < years <= MAX_YEARS):  # False for NaN, too
+        raise argparse.ArgumentTypeError(f"expected a number of years in (0, {MAX_YEARS}], got {text!r}")
+    return years
 
 
 def _store_option(parser: argparse.ArgumentParser) -> None:
@@ -87,7 +99,10 @@ def _ingest_sample(args) -> int:
 
 def _ingest_csv(args) -> int:
     from quantfit.data import sources
-    return _ingest(sources.csv(args.path), args)
+    frame = sources.csv(args.path, ticker=args.ticker, date_format=args.date_format)
+    for line in frame.attrs.get("notes", []):
+        print(f"{PROG}: note: {line}", file=sys.stderr)
+    return _ingest(frame, args)
 
 
 def _ingest_yfinance(args) -> int:
@@ -111,8 +126,14 @@ def register_ingest(subparsers) -> None:
     s = kinds.add_parser("sample", help="the embedded sample (19 stocks + SPY)")
     _store_option(s)
     s.set_defaults(func=_ingest_sample)
-    c = kinds.add_parser("csv", help="a wide (date,T1,T2,...) or long (date,ticker,close[,volume]) CSV")
+    c = kinds.add_parser("csv", help="a long (date,ticker,close[,volume]), wide (date,T1,T2,...) "
+                                     "or one ticker's (Date,Open,High,Low,Close,Adj Close,Volume) CSV")
     c.add_argument("path", metavar="PATH")
+    c.add_argument("--ticker", metavar="T", help="the ticker of a one-ticker history file "
+                                                 "(default: the file name's stem, e.g. AAPL.csv -> AAPL)")
+    c.add_argument("--date-format", dest="date_format", metavar="FMT",
+                   help="strptime format of the dates when they are ambiguous or unusual, "
+                        "e.g. %%d.%%m.%%Y")
     _store_option(c)
     c.set_defaults(func=_ingest_csv)
     y = kinds.add_parser("yfinance", help="adjusted closes from Yahoo Finance")
@@ -172,8 +193,8 @@ def register_report(subparsers) -> None:
                                           "(qf.read_results) and write DIR/report/index.html.")
     p.add_argument("--out", required=True, metavar="DIR", help="the nightly job's output folder")
     p.add_argument("--title", default=None, help="page title (default: quantfit report)")
-    p.add_argument("--years", type=float, default=10.0,
-                   help="show this many years up to the latest date (default: 10)")
+    p.add_argument("--years", type=_years, default=10.0,
+                   help=f"show this many years up to the latest date (default: 10; at most {MAX_YEARS})")
     p.set_defaults(func=_report)
 
 

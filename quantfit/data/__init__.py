@@ -10,7 +10,8 @@ per ticker. This layer never imports the engine or the report.
 * ``returns``: simple or log returns, optionally in excess of a risk-free rate;
   ``excess_returns``: that excess rule for returns at any frequency;
 * ``compound``: daily returns -> weekly (Friday), month-end or quarter-end returns;
-* ``validate_long`` / ``to_long``: the checks every ingest goes through, and wide -> long.
+* ``validate_long`` / ``to_long``: the checks every ingest goes through, and wide -> long;
+* ``dates`` / ``tickers``: the rules every date and ticker from the outside follows.
 """
 
 from quantfit.data import sources

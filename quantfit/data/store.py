@@ -52,7 +52,9 @@ import pyarrow.parquet as pq
 
 from quantfit._atomic import (exclusive_lock, fsync_dir, read_manifest, remove_temp_files,
                               write_json_atomic)
+from quantfit.data.dates import parse_date
 from quantfit.data.frames import DATE_DTYPE, day_numbers, row_keys, validate_long
+from quantfit.data.tickers import normalize_tickers, unknown_tickers_error
 from quantfit.errors import DataError
 
 MANIFEST = "manifest.json"
@@ -184,8 +186,10 @@ class PriceStore:
         Parameters
         ----------
         tickers : tickers to return (all when None); an unknown ticker raises ``DataError``
-            naming it. A ticker with no rows in the date range comes back as an all-NaN column.
-        start, end : inclusive date bounds (anything ``pd.Timestamp`` parses), optional.
+            naming it; names are case-insensitive (``"aapl"`` finds ``AAPL``). A ticker with no
+            rows in the date range comes back as an all-NaN column.
+        start, end : inclusive date bounds (``quantfit.data.dates.parse_date``: ISO text, a
+            Timestamp, a YYYYMMDD integer, ...), optional.
         field : ``"close"`` (adjusted close) or ``"volume"``.
 
         Rows are the dates on which at least one returned ticker has a row; cells with no row
@@ -216,15 +220,12 @@ class PriceStore:
             wanted = sorted(known)
             want_set = None
         else:
-            if isinstance(tickers, str):
-                tickers = [tickers]
-            wanted = sorted({str(t) for t in tickers})
+            wanted = sorted(normalize_tickers(tickers))  # upper-cased: "aapl" finds AAPL
             if not wanted:
                 raise DataError("empty ticker list")
             unknown = [t for t in wanted if t not in known]
             if unknown:
-                raise DataError(f"unknown ticker{'s' if len(unknown) > 1 else ''} in store {self.path}: "
-                                f"{', '.join(unknown)}")
+                raise unknown_tickers_error(unknown, known, f"store {self.path}")
             want_set = set(wanted)
         needed = sorted({known[t] for t in wanted}, key=int)
         lo_d = None if lo is None else int(day_numbers(pd.DatetimeIndex([lo]))[0])
@@ -377,15 +378,5 @@ def _merge(old: pd.DataFrame | None, new: pd.DataFrame, has_volume: bool):
 
 
 def _parse_bound(value, what: str) -> pd.Timestamp | None:
-    """A user-supplied date bound -> tz-naive midnight Timestamp, or DataError."""
-    if value is None:
-        return None
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise DataError(f"bad {what} date {value!r}: use YYYY-MM-DD") from None
-    if ts is pd.NaT:
-        raise DataError(f"bad {what} date {value!r}: use YYYY-MM-DD")
-    if ts.tzinfo is not None:
-        ts = ts.tz_localize(None)
-    return ts.normalize()
+    """A user-supplied date bound -> tz-naive midnight Timestamp (``parse_date``'s rules)."""
+    return None if value is None else parse_date(value, f"{what} date")

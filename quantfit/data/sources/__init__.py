@@ -1,7 +1,7 @@
 """Price and factor sources: ``qf.sources.yfinance / csv / sample / french / factor_model``.
 
 Price sources return one validated **long** frame (see ``quantfit.data.frames``): columns
-``date`` (datetime64, tz-naive midnight), ``ticker`` (categorical of str), ``close`` (adjusted
+``date`` (datetime64, tz-naive midnight), ``ticker`` (categorical of upper-cased str), ``close`` (adjusted
 close, float64 > 0) and ``volume`` (float64, NaN where unknown); ``frame.attrs["has_volume"]``
 says whether the source knew volumes. Feed it to ``PriceStore.ingest``.
 

@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from quantfit.data.frames import DATE_DTYPE
+from quantfit._files import check_regular
+from quantfit.data.dates import DATE_DTYPE, parse_dates
 from quantfit.errors import DataError
 
 FTP_URL = "https://mba.tuck.dartmouth.edu/pages/faculty/ken.french/ftp/{name}_CSV.zip"
@@ -104,11 +105,10 @@ def parse_french_csv(text: str, origin: str = "Ken French CSV") -> pd.DataFrame:
         values.append([float(f) if f else np.nan for f in r[1:]])
     data = np.array(values, dtype="float64")
     data[np.isin(data, _MISSING)] = np.nan
-    fmt = "%Y%m%d" if width == 8 else "%Y%m"
-    try:
-        dates = pd.to_datetime(pd.Index(keys), format=fmt)
-    except ValueError as exc:
-        raise DataError(f"{origin}: bad date key: {exc}") from None
+    # Keys are YYYYMMDD or YYYYMM: the data layer's date rules with the format stated
+    # (invalid days and dates outside the supported range are DataErrors naming the key).
+    dates = pd.DatetimeIndex(parse_dates(pd.Series(keys), source=f"{origin}: date key",
+                                         date_format="%Y%m%d" if width == 8 else "%Y%m"))
     if width == 6:
         dates = dates + pd.offsets.MonthEnd(0)
     index = pd.DatetimeIndex(dates.astype(DATE_DTYPE), name="date")
@@ -141,12 +141,7 @@ def french(name_or_path: str | os.PathLike,
     path = Path(text_path)
     is_file_like = path.suffix.lower() in (".csv", ".zip") or path.exists() or os.sep in text_path
     if is_file_like:
-        try:
-            blob = path.read_bytes()
-        except FileNotFoundError:
-            raise DataError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise DataError(f"{path}: is a directory") from None
+        blob = check_regular(path, "factors file").read_bytes()  # a FIFO or device is refused
         if blob[:2] == b"PK":
             return parse_french_csv(_csv_text_from_zip(blob, str(path)), str(path))
         return parse_french_csv(blob.decode("latin-1"), str(path))
