@@ -1,0 +1,505 @@
+"""``PriceStore``: the public face of the price store (see the package doc for the design)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Mapping
+
+import numpy as np
+import pandas as pd
+
+from quantfit._atomic import (TMP_INFIX, exclusive_lock, fsync_dir, sha256_file, write_json_atomic)
+from quantfit.data.frames import DATE_DTYPE, validate_long
+from quantfit.data.store import changes as changelog
+from quantfit.data.store import writing
+from quantfit.data.store.layout import DATA_DIR, FIELDS, bucket_of, read_table, table_rows
+from quantfit.data.store.manifest import MANIFEST, Manifest, TickerTable, parse
+from quantfit.data.store.reading import NO_LO, read_wide
+from quantfit.data.store.summaries import IngestSummary, MaintenanceSummary, VerifyReport
+from quantfit.errors import DataError
+
+LOCK_FILE = ".lock"
+DEFAULT_BUCKETS = 64
+_READ_ATTEMPTS = 20
+
+#: ``progress(done, total)``: how long operations report their progress (see quantfit.progress).
+Progress = Callable[[float, float], None]
+
+
+class PriceStore:
+    """A directory of parquet files holding daily prices for many tickers (package doc).
+
+    Parameters
+    ----------
+    path : store directory; created by the first ``ingest``. Opening or reading never writes.
+    buckets : number of ticker hash buckets, used only when the store is created; an existing
+        store keeps the number recorded in its manifest.
+    """
+
+    def __init__(self, path: str | os.PathLike = "data/store", buckets: int = DEFAULT_BUCKETS):
+        if not (isinstance(buckets, int) and 1 <= buckets <= 4096):
+            raise DataError(f"buckets must be an integer in 1..4096, got {buckets!r}")
+        self.path = Path(path)
+        self._new_buckets = buckets
+
+    def __repr__(self) -> str:
+        return f"PriceStore({str(self.path)!r})"
+
+    # ----------------------------------------------------------------------------- manifest
+    def _load(self) -> Manifest | None:
+        """The committed manifest, validated completely; None when none was committed."""
+        if self.path.exists() and not self.path.is_dir():
+            raise DataError(f"store path {self.path} is not a directory")
+        path = self.path / MANIFEST
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return None
+        try:
+            obj = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DataError(f"{path} is damaged: not JSON ({exc}); run 'quantfit store verify'") from None
+        return parse(obj, path)
+
+    def _manifest(self) -> Manifest:
+        """For readers: the manifest of an existing store, else ``DataError``."""
+        m = self._load()
+        if m is None:
+            if not self.path.exists():
+                raise DataError(f"no store at {self.path} (create one with ingest)")
+            m = Manifest.new(self._new_buckets)  # an empty directory reads as an empty store
+        return m
+
+    def _read(self, fn: Callable[[Manifest], object]):
+        """Run ``fn`` on one committed manifest; if a writer removed a superseded file under
+        us, start again on the new manifest. A file the current manifest still lists but that
+        is gone is damage: ``DataError`` at once."""
+        for attempt in range(_READ_ATTEMPTS):
+            m = self._manifest()
+            try:
+                return fn(m)
+            except FileNotFoundError as exc:
+                name = Path(exc.filename or "").name
+                if name in self._manifest().live_names():
+                    raise DataError(f"data file {self.path / DATA_DIR / name} is missing "
+                                    f"(listed in {MANIFEST}); run 'quantfit store verify'") from None
+                time.sleep(0.01 * (attempt + 1))
+        raise DataError(f"store {self.path} kept changing while reading; try again")
+
+    # ----------------------------------------------------------------------------- metadata
+    @property
+    def generation(self) -> int:
+        """The last committed generation: the number of ingests that changed rows."""
+        return self._manifest().generation
+
+    @property
+    def store_id(self) -> str:
+        """A stable id (32 hex digits) fixed when the store was created (for a v1 store: derived
+        from its path, and kept by the migration)."""
+        m = self._load()
+        if m is None:
+            raise DataError(f"no store at {self.path} (nothing committed yet): it has no id")
+        return m.store_id
+
+    def tickers(self) -> list[str]:
+        """All tickers in the store, sorted ([] for an empty or missing store)."""
+        m = self._load()
+        return [] if m is None else m.tickers.names.tolist()
+
+    def _resolve(self, m: Manifest, tickers) -> np.ndarray:
+        """Requested tickers -> sorted unique known names; ``DataError`` naming unknown ones."""
+        if tickers is None:
+            return m.tickers.names
+        if isinstance(tickers, str):
+            tickers = [tickers]
+        wanted = np.array(sorted({str(t) for t in tickers}), dtype=object)
+        if not len(wanted):
+            raise DataError("empty ticker list")
+        unknown = wanted[m.tickers.positions(wanted) < 0]
+        if len(unknown):
+            raise DataError(f"unknown ticker{'s' if len(unknown) > 1 else ''} in store {self.path}: "
+                            f"{', '.join(unknown.tolist())}")
+        return wanted
+
+    def ticker_info(self, tickers: Iterable[str] | str | None = None) -> pd.DataFrame:
+        """Per ticker, from the manifest (no data file is read): ``first``/``last`` date,
+        ``rows`` stored, and ``generation``, the last generation that added or replaced one of
+        its rows. Index ``ticker`` (sorted). (A v1 store records none of this: its files are
+        read to answer.)"""
+        def info(m: Manifest) -> pd.DataFrame:
+            names = self._resolve(m, tickers)
+            t = m.tickers
+            if m.version == 1:
+                t = _v1_ticker_table(self.path, m)
+            pos = t.positions(names)
+            dates = (lambda a: pd.DatetimeIndex(a[pos].astype("datetime64[D]")).astype(DATE_DTYPE))
+            return pd.DataFrame({"first": dates(t.first), "last": dates(t.last), "rows": t.rows[pos],
+                                 "generation": t.gen[pos]},
+                                index=pd.Index(names.tolist(), name="ticker", dtype=object))
+        return self._read(info)
+
+    def ticker_groups(self, tickers: Iterable[str] | None = None, size: int = 1000) -> list[list[str]]:
+        """Split tickers into groups of about ``size`` that share data files.
+
+        Tickers of one bucket always land in the same group (unless a bucket alone holds more
+        than ``size`` of them), so reading the groups one after the other reads each file once:
+        a group's full history costs in proportion to the group, not the store. Groups come in
+        bucket order, each sorted by name; with the default 64 buckets a group of ``size=1000``
+        holds whole buckets of ~``n_tickers / 64`` tickers each.
+        """
+        if not (isinstance(size, int) and size >= 1):
+            raise DataError(f"size must be a positive integer, got {size!r}")
+        m = self._manifest()
+        names = self._resolve(m, tickers).tolist()
+        by_bucket: dict[int, list[str]] = {}
+        for t in names:
+            by_bucket.setdefault(bucket_of(t, m.buckets), []).append(t)
+        groups: list[list[str]] = []
+        current: list[str] = []
+        for b in sorted(by_bucket):
+            members = by_bucket[b]
+            if current and len(current) + len(members) > size:
+                groups.append(current)
+                current = []
+            while len(members) > size:
+                groups.append(members[:size])
+                members = members[size:]
+            current += members
+        return [sorted(g) for g in groups + ([current] if current else [])]
+
+    def changes_since(self, generation: int) -> changelog.ChangeSet:
+        """``{ticker: earliest date changed}`` for every ticker with rows added or replaced by
+        ingests after ``generation`` (see ``quantfit.data.store.changes``).
+
+        Exact tickers; dates exact for recent generations and never later than the truth for
+        older ones. The result's ``.generation`` is the store generation it is complete up to.
+        Raises ``ChangesUnavailable`` (a ``DataError``) for a generation the store cannot answer
+        for (before a v1 migration, or after its last generation): recompute in full.
+        """
+        return self._read(lambda m: changelog.since(self.path, m, generation))
+
+    # ----------------------------------------------------------------------------- reading
+    def prices(self, tickers: Iterable[str] | str | None = None,
+               start=None, end=None, field: str = "close", *, lookback: int = 0) -> pd.DataFrame:
+        """Wide prices: DatetimeIndex ``date`` (sorted) x tickers (sorted), float64.
+
+        Parameters
+        ----------
+        tickers : tickers to return (all when None; the keys of ``start`` when it is a
+            mapping); an unknown ticker raises ``DataError`` naming it. A ticker with no rows
+            in the range comes back as an all-NaN column.
+        start, end : inclusive date bounds (anything ``pd.Timestamp`` parses), optional.
+            ``start`` may be a mapping ``{ticker: date}``: a lower bound per ticker (every
+            requested ticker needs one).
+        field : ``"close"`` (adjusted close) or ``"volume"``.
+        lookback : also return each ticker's last ``lookback`` rows before its start (needs
+            ``start``): ``prices(t, start=first_new_day, lookback=window)`` is what an
+            incremental night reads, and only the newest files are touched.
+
+        Rows are the dates on which at least one returned ticker has a row; cells with no row
+        are NaN (nothing is filled). Only the files overlapping the request are read.
+        """
+        if field not in FIELDS:
+            raise DataError(f"field must be one of {', '.join(FIELDS)}, got {field!r}")
+        if isinstance(lookback, bool) or not isinstance(lookback, (int, np.integer)) or lookback < 0:
+            raise DataError(f"lookback must be a non-negative integer, got {lookback!r}")
+        hi = _parse_bound(end, "end")
+        if isinstance(start, Mapping):
+            bounds = {str(t): _parse_bound(d, f"start for {t}") for t, d in start.items()}
+            if tickers is None:
+                tickers = list(bounds)
+        else:
+            bounds = _parse_bound(start, "start")
+            if bounds is not None and hi is not None and bounds > hi:
+                raise DataError(f"start {bounds.date()} is after end {hi.date()}")
+        if lookback and (bounds is None or (isinstance(bounds, dict) and not bounds)):
+            raise DataError("lookback needs start (the rows before it are the look-back)")
+
+        def read(m: Manifest) -> pd.DataFrame:
+            if not len(m.tickers.names):
+                raise DataError(f"store {self.path} is empty: ingest prices first")
+            wanted = self._resolve(m, tickers)
+            lo = _lower_bounds(wanted, bounds, hi)
+            return read_wide(self.path, m, wanted, lo, _day(hi), field, int(lookback))
+        return self._read(read)
+
+    # ----------------------------------------------------------------------------- writing
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Manifest]:
+        """Lock, load and check the manifest and every file it lists, remove what killed
+        writers left; yields the manifest (a new store's empty one is committed first)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise DataError(f"store path {self.path} is not a directory")
+        (self.path / DATA_DIR).mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(self.path / LOCK_FILE):
+            m = self._load()
+            if m is None:
+                stray = [e.name for e in os.scandir(self.path / DATA_DIR) if e.name.endswith(".parquet")]
+                if stray:
+                    raise DataError(f"store {self.path} has {len(stray)} data file(s) but no {MANIFEST}: "
+                                    f"damaged (or left by an interrupted first ingest: then delete "
+                                    f"the directory); nothing was changed")
+                m = Manifest.new(self._new_buckets)
+                self._commit(m, [])
+            self._check_files(m)
+            self._remove_orphans(m)
+            yield m
+
+    def _check_files(self, m: Manifest) -> None:
+        """Every listed file exists with its recorded size (cheap: one stat per file)."""
+        for f in [*m.files, *m.changes]:
+            path = self.path / DATA_DIR / f.name
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                raise DataError(f"data file {path} is missing (listed in {MANIFEST}); "
+                                f"run 'quantfit store verify'; nothing was changed") from None
+            if f.bytes is not None and size != f.bytes:
+                raise DataError(f"data file {path} is {'truncated' if size < f.bytes else 'damaged'} "
+                                f"({size:,} bytes, the manifest says {f.bytes:,}); "
+                                f"run 'quantfit store verify'; nothing was changed")
+
+    def _remove_orphans(self, m: Manifest) -> None:
+        """Delete data files no committed manifest names (left by killed writers). Lock held."""
+        live = m.live_names()
+        for entry in os.scandir(self.path / DATA_DIR):
+            if entry.name.endswith(".parquet") and entry.name not in live:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+        for entry in os.scandir(self.path):
+            if entry.name.startswith(f"{MANIFEST}{TMP_INFIX}"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+
+    def _commit(self, m: Manifest, superseded: list[str]) -> None:
+        """Commit ``m`` (checked by the reader's own validation first), then delete the files
+        it superseded (a crash after the commit leaves orphans only)."""
+        obj = m.to_json()
+        parse(json.loads(json.dumps(obj)), self.path / MANIFEST)  # never commit what we would refuse
+        fsync_dir(self.path / DATA_DIR)
+        write_json_atomic(self.path / MANIFEST, obj)
+        for name in superseded:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path / DATA_DIR / name)
+
+    def ingest(self, frame: pd.DataFrame, source: str | None = None, *,
+               progress: Progress | None = None) -> IngestSummary:
+        """Upsert a long frame (``date, ticker, close[, volume]``) by (date, ticker).
+
+        The frame is validated completely first (``DataError`` on any problem, store
+        untouched). Then, under the write lock: a v1 store is migrated; rows whose ticker
+        already has rows on or around their date are compared with the stored ones (a pure
+        append reads no stored rows); the added or replaced rows are written as new files
+        (module doc: delta, merge or fold), the change is logged as a new generation, and the
+        manifest is committed atomically. ``source`` only labels error messages; ``progress``
+        is called as ``progress(done, total)``.
+        """
+        clean = validate_long(frame, source=source)
+        has_volume = clean.attrs["has_volume"]
+        counts = clean["ticker"].value_counts()
+        input_tickers = tuple(sorted(str(t) for t in counts.index[counts.to_numpy() > 0]))
+        start, end = clean["date"].min(), clean["date"].max()
+        n_in = len(clean)
+        with self._writing() as m:
+            if m.version == 1:
+                m = self._migrate_locked(m, None)
+            known = m.tickers.positions(np.array(input_tickers, dtype=object)) >= 0
+            new_tickers = tuple(t for t, k in zip(input_tickers, known) if not k)
+            parts = writing.split_input(clean, m.buckets)
+            del clean
+            report = _Reporter(progress, 2 * n_in)  # refined once the writes are planned
+            with ThreadPoolExecutor(max_workers=min(writing._WORKERS, len(parts))) as pool:
+                changes = []
+                for c in pool.map(lambda b: writing.classify(self.path, m, b, parts[b], has_volume), sorted(parts)):
+                    changes.append(c)
+                    report.advance(len(parts[c.bucket]))
+            summary = dict(rows_added=sum(c.n_added for c in changes),
+                           rows_replaced=sum(c.n_replaced for c in changes),
+                           rows_unchanged=sum(c.n_unchanged for c in changes),
+                           tickers=input_tickers, new_tickers=new_tickers, start=start, end=end)
+            new = {c.bucket: c.rows for c in changes if len(c.rows)}
+            if not new:
+                report.done()
+                return IngestSummary(**summary, files_written=0, generation=m.generation)
+            gen = m.generation + 1
+            actions = writing.plan(m, new, sum(len(r) for r in new.values()))
+            report.total = n_in + sum(a.old_rows + (len(a.new) if a.new is not None else 0) for a in actions)
+            written, superseded = writing.run_actions(self.path, actions, gen, report.advance)
+            table, ch_names, ch_days = writing.update_tickers(m.tickers, changes, gen)
+            log, log_old = changelog.append(self.path, m, gen, ch_names, ch_days)
+            gone = {f.name for f in superseded}
+            self._commit(m.with_(generation=gen, commit=m.commit + 1, changes=tuple(log), tickers=table,
+                                 files=tuple(f for f in m.files if f.name not in gone) + tuple(written)),
+                         sorted(gone | {e.name for e in log_old}))
+            report.done()
+        return IngestSummary(**summary, files_written=len(written), generation=gen,
+                             rows_rewritten=sum(a.old_rows for a in actions))
+
+    # ----------------------------------------------------------------------------- maintenance
+    def compact(self, *, full: bool = False, progress: Progress | None = None) -> MaintenanceSummary:
+        """Fold every bucket's deltas into its segments (``full=True``: rewrite every segment
+        with the canonical year partition). Changes no data, so it is not a generation; ingest
+        already compacts when worthwhile. A v1 store is migrated instead (same effect)."""
+        with self._writing() as m:
+            if m.version == 1:
+                return self._migrate_locked(m, progress, summary="compact")
+            buckets = sorted({f.bucket for f in m.files if full or f.kind == "delta"})
+            actions = [writing.fold_action(m, b, None, full=full)[0] for b in buckets]
+            if not actions:
+                return MaintenanceSummary("compact", done=False, files_before=len(m.files),
+                                          files_after=len(m.files))
+            report = _Reporter(progress, sum(a.old_rows for a in actions))
+            written, superseded = writing.run_actions(self.path, actions, m.generation, report.advance)
+            gone = {f.name for f in superseded}
+            files = tuple(f for f in m.files if f.name not in gone) + tuple(written)
+            self._commit(m.with_(commit=m.commit + 1, files=files), sorted(gone))
+            report.done()
+            return MaintenanceSummary("compact", True, len(actions), len(m.files), len(files),
+                                      sum(a.old_rows for a in actions))
+
+    def migrate(self, *, progress: Progress | None = None) -> MaintenanceSummary:
+        """Rewrite a v1 store in the current format (v2); nothing to do for a v2 store.
+        Crash-safe like any write; ``ingest`` and ``compact`` migrate on their own."""
+        with self._writing() as m:
+            if m.version != 1:
+                return MaintenanceSummary("migrate", done=False, files_before=len(m.files),
+                                          files_after=len(m.files))
+            return self._migrate_locked(m, progress, summary="migrate")
+
+    def _migrate_locked(self, m1: Manifest, progress: Progress | None, summary: str | None = None):
+        report = _Reporter(progress, sum(f.rows for f in m1.files))
+        m2, superseded = writing.migrate_v1(self.path, m1, report.advance)
+        self._commit(m2, [f.name for f in superseded])
+        report.done()
+        if summary is None:
+            return m2
+        return MaintenanceSummary(summary, True, len({f.bucket for f in m1.files}), len(m1.files),
+                                  len(m2.files), sum(f.rows for f in m1.files))
+
+    def verify(self, *, progress: Progress | None = None) -> VerifyReport:
+        """Check every file the manifest lists: present, of its recorded size, and with its
+        recorded SHA-256 (v1 files, which have none, are decoded instead). Reads everything;
+        takes no lock and changes nothing. A damaged manifest is reported as a problem."""
+        if not self.path.exists():
+            raise DataError(f"no store at {self.path}")
+        try:
+            m = self._load()
+        except DataError as exc:
+            return VerifyReport(problems=[str(exc)])
+        data = self.path / DATA_DIR
+        on_disk = {e.name for e in os.scandir(data)} if data.is_dir() else set()
+        if m is None:
+            stray = sorted(n for n in on_disk if n.endswith(".parquet"))
+            return VerifyReport(problems=[f"{self.path / MANIFEST} is missing but {data} holds "
+                                          f"{len(stray)} data files"] if stray else [])
+        entries = [*m.files, *m.changes]
+        report = _Reporter(progress, sum(f.bytes or 0 for f in entries) or len(entries))
+        problems, checked, nbytes = [], 0, 0
+        for f in entries:
+            path = data / f.name
+            problem = _check_file(path, f)
+            if problem and "missing" in problem and f.name not in (self._load() or m).live_names():
+                continue  # superseded by a writer meanwhile, not damage
+            if problem:
+                problems.append(problem)
+            checked += 1
+            nbytes += f.bytes or 0
+            report.advance(f.bytes or 1)
+        report.done()
+        notes = []
+        leftovers = sorted(n for n in on_disk - m.live_names() if n.endswith(".parquet"))
+        if leftovers:
+            notes.append(f"note: {len(leftovers)} leftover file(s) of interrupted writes in {data} "
+                         f"(harmless; the next write removes them)")
+        if m.version == 1:
+            notes.append("note: format v1 records no checksums (files were decoded instead); "
+                         "'quantfit store migrate' upgrades it")
+        return VerifyReport(files=checked, bytes=nbytes, problems=problems, notes=notes)
+
+
+def _check_file(path: Path, f) -> str | None:
+    """One line describing what is wrong with a listed file, or None."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return f"{path}: missing"
+    if f.bytes is not None and size != f.bytes:
+        return f"{path}: {'truncated' if size < f.bytes else 'wrong size'} ({size:,} bytes, expected {f.bytes:,})"
+    if f.sha256 is None:
+        try:
+            read_table(path.parent.parent, f.name, ["date", "ticker", *FIELDS], None)
+        except (DataError, OSError) as exc:
+            return f"{path}: cannot be decoded ({exc})"
+        return None
+    if sha256_file(path) != f.sha256:
+        return f"{path}: checksum mismatch (content changed since it was written)"
+    return None
+
+
+def _v1_ticker_table(root: Path, m: Manifest):
+    """Exact per-ticker first/last/rows of a v1 store, from its files."""
+    stats = []
+    for f in m.files:
+        rows = table_rows(read_table(root, f.name, ["date", "ticker"], None))
+        order = np.lexsort((rows.day, rows.code))
+        rows = rows.take(order)
+        codes, first, last, count = rows.per_ticker()
+        stats.append((rows.names[codes], first, last, count))
+    names = np.concatenate([s[0] for s in stats]).astype(object)
+    order = np.argsort(names, kind="stable")
+    col = (lambda i: np.concatenate([s[i] for s in stats])[order])
+    return TickerTable(names[order], col(1), col(2), col(3), np.full(len(names), m.generation, np.int64))
+
+
+class _Reporter:
+    """Accumulates progress and forwards ``(done, total)`` to a callback, if any."""
+
+    def __init__(self, callback: Progress | None, total: float):
+        self.callback, self.total, self.done_ = callback, max(float(total), 1.0), 0.0
+
+    def advance(self, n: float) -> None:
+        self.done_ += n
+        if self.callback is not None:
+            self.callback(min(self.done_, self.total), self.total)
+
+    def done(self) -> None:
+        if self.callback is not None:
+            self.callback(self.total, self.total)
+
+
+def _day(ts: pd.Timestamp | None) -> int | None:
+    return None if ts is None else int(np.datetime64(ts.date(), "D").astype(np.int64))
+
+
+def _lower_bounds(wanted: np.ndarray, bounds, hi: pd.Timestamp | None) -> np.ndarray:
+    """Per requested ticker, its lower bound as a day number (``NO_LO``: none)."""
+    if not isinstance(bounds, dict):
+        return np.full(len(wanted), NO_LO if bounds is None else _day(bounds), np.int64)
+    missing = [t for t in wanted.tolist() if t not in bounds]
+    if missing:
+        raise DataError(f"start has no date for {', '.join(missing[:10])}"
+                        + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
+    late = [t for t in wanted.tolist() if hi is not None and bounds[t] is not None and bounds[t] > hi]
+    if late:
+        raise DataError(f"start {bounds[late[0]].date()} for {late[0]} is after end {hi.date()}")
+    return np.array([NO_LO if bounds[t] is None else _day(bounds[t]) for t in wanted.tolist()], np.int64)
+
+
+def _parse_bound(value, what: str) -> pd.Timestamp | None:
+    """A user-supplied date bound -> tz-naive midnight Timestamp, or DataError."""
+    if value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise DataError(f"bad {what} date {value!r}: use YYYY-MM-DD") from None
+    if ts is pd.NaT:
+        raise DataError(f"bad {what} date {value!r}: use YYYY-MM-DD")
+    if ts.tzinfo is not None:
+        ts = ts.tz_localize(None)
+    return ts.normalize()
