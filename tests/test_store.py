@@ -362,3 +362,36 @@ def test_reads_during_writes_see_one_snapshot(store):
     t.join(30)
     assert not errors
     assert seen and all(len(v) == 1 for v in seen)  # never a mix of two commits
+
+
+def test_reads_during_appends_and_compactions_see_one_snapshot(tmp_path):
+    """Deltas, folds and compactions replace files under readers: every read is one commit."""
+    store = qf.PriceStore(tmp_path / "store", buckets=4)
+    tickers = [f"S{i:03d}" for i in range(40)]
+    store.ingest(make_long(tickers, DATES[:20]).assign(close=1.0))
+    stop, seen, errors = threading.Event(), [], []
+
+    def reader():
+        while not stop.is_set():
+            try:
+                w = store.prices(start=DATES[15], lookback=3)
+                seen.append((len(w), tuple(np.unique(w.to_numpy()[-1]))))
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+                return
+
+    t = threading.Thread(target=reader)
+    t.start()
+    for k in range(20, 30):  # day k: every ticker gets close k on day k, and every past close k
+        store.ingest(make_long(tickers, DATES[:k + 1]).assign(close=float(k)))
+        if k % 3 == 0:
+            store.compact(full=k % 2 == 0)
+        time.sleep(0.02)
+    stop.set()
+    t.join(30)
+    assert not errors
+    # a read sees one commit: the first (closes 1, days 0-19) or the k-th (closes k, days 0-k);
+    # with 3 rows of look-back before day 15 that is 3 + 5 or 3 + k - 14 rows
+    assert seen and all(len(vals) == 1 and n == (8 if vals[0] == 1.0 else int(vals[0]) - 11)
+                        for n, vals in seen)
+    assert len({vals for _, vals in seen}) > 2  # the reader really ran across several commits

@@ -213,8 +213,8 @@ def parse(obj, path: Path) -> Manifest:
     if version == 1:
         return _parse_v1(obj, c)
     if version != VERSION:
-        raise DataError(f"{path.parent}: unsupported store version {version!r} "
-                        f"(this quantfit reads versions 1 and {VERSION})")
+        raise DataError(f"{path}: unsupported store version {version!r} "
+                        f"(this quantfit reads versions 1 and {VERSION}; a newer quantfit wrote it?)")
     store_id = c.get(obj, "store_id", str)
     if not _HEX32.match(store_id):
         c.fail(f"bad store_id {store_id!r}")
