@@ -30,15 +30,15 @@ def small_layout(monkeypatch):
 
 @pytest.fixture
 def reads(monkeypatch):
-    """Names of the data files read (pyarrow.parquet.read_table calls), in order."""
+    """Names of the data files read (pyarrow.parquet.ParquetFile opens), in order."""
     seen: list[str] = []
-    real = pq.read_table
+    real = pq.ParquetFile
 
     def spy(source, *args, **kwargs):
         seen.append(str(source).rsplit("/", 1)[-1])
         return real(source, *args, **kwargs)
 
-    monkeypatch.setattr(pq, "read_table", spy)
+    monkeypatch.setattr(pq, "ParquetFile", spy)
     return seen
 
 

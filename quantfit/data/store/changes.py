@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from quantfit.data.frames import DATE_DTYPE
 from quantfit.data.store.layout import encode_table, new_name, read_table, write_bytes
@@ -67,23 +68,24 @@ def write_log(root: Path, lo: int, hi: int, names: np.ndarray, days: np.ndarray)
     return ChangesEntry(name=name, lo=lo, hi=hi, rows=len(names), bytes=size, sha256=sha)
 
 
-def read_log(root: Path, entry: ChangesEntry) -> tuple[np.ndarray, np.ndarray]:
-    table = read_table(root, entry.name, ["ticker", "date"], entry.bytes)
-    names = np.asarray(table.column("ticker").to_pylist(), dtype=object)
-    days = table.column("date").combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False)
-    return names, days.astype(np.int64)
+_NONE = np.iinfo(np.int64).max
 
 
-def min_by_name(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Union of (names, days) pairs with the minimum day per name; names sorted."""
-    names = np.concatenate([p[0] for p in parts]) if parts else np.array([], dtype=object)
-    days = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, np.int64)
+def earliest(root: Path, entries: Sequence[ChangesEntry], names: np.ndarray) -> np.ndarray:
+    """Per name of ``names`` (sorted), the earliest day over the log files ``entries``
+    (``_NONE`` where no file mentions it). Names are matched by hash (pyarrow), not sorted."""
+    out = np.full(len(names), _NONE)
     if not len(names):
-        return names, days
-    uniq, inverse = np.unique(names.astype(object), return_inverse=True)
-    out = np.full(len(uniq), np.iinfo(np.int64).max)
-    np.minimum.at(out, inverse, days)
-    return uniq.astype(object), out
+        return out
+    value_set = pa.array(names.tolist(), pa.string())
+    for e in entries:
+        table = read_table(root, e.name, ["ticker", "date"], e.bytes)
+        pos = pc.fill_null(pc.index_in(table.column("ticker"), value_set=value_set), -1)
+        pos = pos.to_numpy().astype(np.int64)
+        days = table.column("date").combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False)
+        ok = pos >= 0
+        np.minimum.at(out, pos[ok], days[ok].astype(np.int64))
+    return out
 
 
 def append(root: Path, m: Manifest, gen: int, names: np.ndarray, days: np.ndarray):
@@ -96,8 +98,10 @@ def append(root: Path, m: Manifest, gen: int, names: np.ndarray, days: np.ndarra
     if len(entries) <= MERGE_AT:
         return entries, []
     old, keep = entries[:len(entries) - KEEP_EXACT], entries[len(entries) - KEEP_EXACT:]
-    merged_names, merged_days = min_by_name([read_log(root, e) for e in old])
-    merged = write_log(root, old[0].lo, old[-1].hi, merged_names, merged_days)
+    all_names = np.union1d(m.tickers.names.astype(str), np.asarray(names, dtype=str)).astype(object)
+    days_all = earliest(root, old, all_names)
+    hit = days_all != _NONE
+    merged = write_log(root, old[0].lo, old[-1].hi, all_names[hit], days_all[hit])
     return [merged, *keep], old
 
 
@@ -121,11 +125,8 @@ def since(root: Path, m: Manifest, generation: int) -> ChangeSet:
     t = m.tickers
     changed = t.gen > generation
     names = t.names[changed]
-    log_names, log_days = min_by_name([read_log(root, e) for e in m.changes if e.hi > generation])
-    pos = np.searchsorted(log_names, names) if len(log_names) else np.zeros(len(names), np.int64)
-    pos = np.minimum(pos, max(len(log_names) - 1, 0))
-    found = (log_names[pos] == names) if len(log_names) else np.zeros(len(names), bool)
+    days = earliest(root, [e for e in m.changes if e.hi > generation], names)
     # A ticker missing from the log cannot happen in a consistent store; answer safely anyway.
-    days = np.where(found, log_days[pos] if len(log_days) else 0, t.first[changed])
+    days = np.where(days == _NONE, t.first[changed], days)
     stamps = pd.DatetimeIndex(days.astype("datetime64[D]")).astype(DATE_DTYPE)
     return ChangeSet(zip(names.tolist(), stamps), m.generation)

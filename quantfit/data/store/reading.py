@@ -81,32 +81,33 @@ def read_wide(root: Path, m: Manifest, wanted: np.ndarray, lo: np.ndarray, hi: i
 
     def bucket_parts(b: int):
         base, d_sel, older = plans[b]
-        seg_parts = [_read_part(root, f, field, col_of, hi_day) for f in base]
-        if lookback:
-            cols = np.flatnonzero(buckets == b)
-            have = np.zeros(len(wanted), np.int64)
-            for day, col, _ in seg_parts:
-                have += np.bincount(col[day < lo[col]], minlength=len(wanted))
-            for s in older:  # newest first
-                need = cols[(have[cols] < lookback) & (first[cols] <= s.end)
+        if not lookback:
+            return [_read_part(root, f, field, col_of, hi_day) for f in [*base, *d_sel]]
+        # Segments newest first; each keeps its rows from the bound on and, per ticker, only
+        # as many rows before the bound as are still needed. Deltas (which may add rows)
+        # are kept whole: the exact cut is made once everything is assembled.
+        need = np.full(len(wanted), lookback, np.int64)
+        cols = np.flatnonzero(buckets == b)
+        parts = []
+        for s in sorted(base, key=lambda f: -f.start) + older:
+            if s not in base:
+                want = cols[(need[cols] > 0) & (first[cols] <= s.end)
                             & (s.start < np.minimum(lo[cols], last[cols] + 1))]
-                if not len(need):
+                if not len(want):
                     continue
-                part = _read_part(root, s, field, col_of, hi_day)
-                seg_parts.append(part)
-                have += np.bincount(part[1][part[0] < lo[part[1]]], minlength=len(wanted))
-        return seg_parts + [_read_part(root, f, field, col_of, hi_day) for f in d_sel]
+            parts.append(_keep_needed(_read_part(root, s, field, col_of, hi_day), lo, need))
+        return parts + [_read_part(root, f, field, col_of, hi_day) for f in d_sel]
 
     order = sorted(plans)
     with ThreadPoolExecutor(max_workers=max(1, min(_WORKERS, len(order)))) as pool:
         parts = [p for ps in pool.map(bucket_parts, order) for p in ps]
     if not lookback:  # apply the lower bounds now (with lookback: after assembling)
         parts = [(d[k], c[k], v[k]) for d, c, v in parts for k in [d >= lo[c]]]
-    days = np.unique(np.concatenate([p[0] for p in parts])) if parts else np.empty(0, np.int64)
+    days, where = _union_days([p[0] for p in parts])
     out = np.full((len(days), len(wanted)), np.nan)
     present = np.zeros(out.shape, bool) if lookback else None
     for d, c, v in parts:  # precedence order within each bucket; buckets own distinct columns
-        r = np.searchsorted(days, d)
+        r = where(d)
         out[r, c] = v
         if present is not None:
             present[r, c] = True
@@ -116,15 +117,45 @@ def read_wide(root: Path, m: Manifest, wanted: np.ndarray, lo: np.ndarray, hi: i
     return pd.DataFrame(out, index=index, columns=pd.Index(wanted.tolist(), dtype=object))
 
 
+def _keep_needed(part, lo: np.ndarray, need: np.ndarray):
+    """A segment's rows (sorted by column, then day) from each column's bound on, plus its last
+    ``need[c]`` rows before the bound; ``need`` is decreased by the rows kept before it."""
+    day, col, val = part
+    if not len(day):
+        return part
+    before = day < lo[col]
+    n_before = np.bincount(col[before], minlength=len(need))
+    start = np.searchsorted(col, np.arange(len(need)))           # each column's first row
+    first_kept = start + np.maximum(n_before - need, 0)          # skip the oldest surplus
+    keep = np.arange(len(day)) >= first_kept[col]
+    need -= np.minimum(need, n_before)
+    return day[keep], col[keep], val[keep]
+
+
+def _union_days(day_arrays):
+    """Sorted distinct days of all parts, and a function mapping days to their row."""
+    if not day_arrays or not sum(len(d) for d in day_arrays):
+        return np.empty(0, np.int64), (lambda d: np.zeros(len(d), np.int64))
+    lo = min(int(d.min()) for d in day_arrays if len(d))
+    hi = max(int(d.max()) for d in day_arrays if len(d))
+    seen = np.zeros(hi - lo + 1, bool)  # a bitmap over the day range: no sort needed
+    for d in day_arrays:
+        seen[d - lo] = True
+    row = np.cumsum(seen) - 1
+    return np.flatnonzero(seen) + lo, (lambda d: row[d - lo])
+
+
 def _trim_lookback(out: np.ndarray, present: np.ndarray, days: np.ndarray, lo: np.ndarray,
                    lookback: int):
     """Keep, per column, its rows from ``lo`` on and its last ``lookback`` rows before ``lo``."""
     before = days[:, None] < lo[None, :]
     mine = present & before
-    # rows before the bound, counted from the bound backwards (1 = the row just before it)
-    rank = np.cumsum(mine[::-1], axis=0)[::-1]
-    drop = mine & (rank > lookback)
-    out[drop] = np.nan
-    present &= ~drop
+    over = np.flatnonzero(mine.sum(axis=0) > lookback)  # segments were cut already: only
+    if len(over):                                       # rows that deltas added can be extra
+        sub = mine[:, over]
+        rank = np.cumsum(sub[::-1], axis=0, dtype=np.int32)[::-1]  # 1 = the row just before lo
+        drop = sub & (rank > lookback)
+        out[:, over] = np.where(drop, np.nan, out[:, over])
+        present[:, over] &= ~drop
     keep = present.any(axis=1)
     return out[keep], days[keep]

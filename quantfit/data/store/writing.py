@@ -77,7 +77,8 @@ def split_input(clean: pd.DataFrame, buckets: int) -> dict[int, Rows]:
                 clean["volume"].to_numpy()[order])
     sorted_b = row_bucket[order]
     cuts = np.flatnonzero(np.r_[True, sorted_b[1:] != sorted_b[:-1], True])
-    return {int(sorted_b[a]): rows.take(slice(a, z)) for a, z in zip(cuts[:-1], cuts[1:])}
+    # each bucket keeps only its own names: later lookups cost per bucket, not per universe
+    return {int(sorted_b[a]): rows.take(slice(a, z)).compact_names() for a, z in zip(cuts[:-1], cuts[1:])}
 
 
 @dataclass
