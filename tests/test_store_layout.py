@@ -19,8 +19,10 @@ WEEKS = pd.date_range("2010-01-01", "2019-12-31", freq="W-FRI")
 
 @pytest.fixture
 def small_layout(monkeypatch):
-    """Tiny thresholds, so that a few hundred rows exercise folds, merges and multi-year segments."""
+    """Tiny thresholds, so that a few hundred rows exercise folds, merges, multi-year segments
+    and row-group pruning."""
     monkeypatch.setattr(layout, "SEGMENT_ROWS", 150)
+    monkeypatch.setattr(layout, "ROW_GROUP_ROWS", 16)
     monkeypatch.setattr(writing, "MAX_DELTAS", 3)
     monkeypatch.setattr(writing, "FOLD_BUDGET_ROWS", 120)
     monkeypatch.setattr(writing, "FOLD_BUDGET_FACTOR", 2)
@@ -295,6 +297,22 @@ def test_a_chunk_reads_only_its_buckets(yearly_store, reads):
     for i, a in enumerate(seen_per_group):  # every file is read by one group only
         for b in seen_per_group[i + 1:]:
             assert not a & b
+
+
+def test_a_few_tickers_read_only_their_row_groups(tmp_path, monkeypatch):
+    monkeypatch.setattr(layout, "ROW_GROUP_ROWS", 52)  # one ticker-year per row group
+    store = qf.PriceStore(tmp_path / "s", buckets=1)
+    tickers = [f"P{i:02d}" for i in range(20)]
+    long = make_long(tickers, WEEKS[:104])
+    store.ingest(long)
+    groups = []
+    real = pq.ParquetFile.read_row_groups
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups",
+                        lambda self, g, **kw: groups.append(list(g)) or real(self, g, **kw))
+    assert_wide_equal(store.prices(["P03", "P11"]), wide_of(long)[["P03", "P11"]])
+    assert len(groups) == 1 and len(groups[0]) <= 4  # of 40 row groups: P03's and P11's
+    s = store.ingest(long[long["ticker"] == "P07"].assign(close=1.5))  # a revision compares
+    assert s.rows_replaced == 104 and len(groups) == 2 and len(groups[1]) <= 3  # P07's only
 
 
 def test_ticker_groups_sizes_and_errors(tmp_path):

@@ -37,9 +37,9 @@ def _overlaps(f: FileEntry, lo: np.ndarray, hi: np.ndarray) -> bool:
     return bool(((f.start <= hi) & (f.end >= lo) & (lo <= hi)).any())
 
 
-def _read_part(root: Path, f: FileEntry, field: str, col_of: dict, hi: int):
-    """One file's rows of the wanted tickers up to ``hi``: (day, col, value)."""
-    rows = table_rows(read_table(root, f.name, ["date", "ticker", field], f.bytes))
+def _read_part(root: Path, f: FileEntry, field: str, col_of: dict, hi: int, names: np.ndarray):
+    """One file's rows of the wanted tickers ``names`` (sorted) up to ``hi``: (day, col, value)."""
+    rows = table_rows(read_table(root, f.name, ["date", "ticker", field], f.bytes, names))
     if not len(rows):
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
     remap = np.array([col_of.get(t, -1) for t in rows.names], dtype=np.int64)
@@ -81,13 +81,16 @@ def read_wide(root: Path, m: Manifest, wanted: np.ndarray, lo: np.ndarray, hi: i
 
     def bucket_parts(b: int):
         base, d_sel, older = plans[b]
-        if not lookback:
-            return [_read_part(root, f, field, col_of, hi_day) for f in [*base, *d_sel]]
-        # Segments newest first; each keeps its rows from the bound on and, per ticker, only
-        # as many rows before the bound as are still needed. Deltas (which may add rows)
-        # are kept whole: the exact cut is made once everything is assembled.
-        need = np.full(len(wanted), lookback, np.int64)
         cols = np.flatnonzero(buckets == b)
+        names = wanted[cols]
+        if not lookback:
+            return [_read_part(root, f, field, col_of, hi_day, names) for f in [*base, *d_sel]]
+        # Segments newest first; each keeps its rows from the bound on and, per ticker, only
+        # as many rows before the bound as are still needed (``cut``: the oldest day kept once
+        # enough are found). Deltas may add rows: they keep what is not older than ``cut``,
+        # and the exact cut is made once everything is assembled.
+        need = np.full(len(wanted), lookback, np.int64)
+        cut = np.full(len(wanted), NO_LO, np.int64)
         parts = []
         for s in sorted(base, key=lambda f: -f.start) + older:
             if s not in base:
@@ -95,8 +98,12 @@ def read_wide(root: Path, m: Manifest, wanted: np.ndarray, lo: np.ndarray, hi: i
                             & (s.start < np.minimum(lo[cols], last[cols] + 1))]
                 if not len(want):
                     continue
-            parts.append(_keep_needed(_read_part(root, s, field, col_of, hi_day), lo, need))
-        return parts + [_read_part(root, f, field, col_of, hi_day) for f in d_sel]
+            parts.append(_keep_needed(_read_part(root, s, field, col_of, hi_day, names), lo, need, cut))
+        for f in d_sel:
+            d, c, v = _read_part(root, f, field, col_of, hi_day, names)
+            k = d >= cut[c]
+            parts.append((d[k], c[k], v[k]))
+        return parts
 
     order = sorted(plans)
     with ThreadPoolExecutor(max_workers=max(1, min(_WORKERS, len(order)))) as pool:
@@ -117,9 +124,10 @@ def read_wide(root: Path, m: Manifest, wanted: np.ndarray, lo: np.ndarray, hi: i
     return pd.DataFrame(out, index=index, columns=pd.Index(wanted.tolist(), dtype=object))
 
 
-def _keep_needed(part, lo: np.ndarray, need: np.ndarray):
+def _keep_needed(part, lo: np.ndarray, need: np.ndarray, cut: np.ndarray):
     """A segment's rows (sorted by column, then day) from each column's bound on, plus its last
-    ``need[c]`` rows before the bound; ``need`` is decreased by the rows kept before it."""
+    ``need[c]`` rows before the bound. Updates ``need`` (rows still wanted before the bound) and
+    ``cut`` (for columns now complete: the oldest day kept)."""
     day, col, val = part
     if not len(day):
         return part
@@ -128,6 +136,8 @@ def _keep_needed(part, lo: np.ndarray, need: np.ndarray):
     start = np.searchsorted(col, np.arange(len(need)))           # each column's first row
     first_kept = start + np.maximum(n_before - need, 0)          # skip the oldest surplus
     keep = np.arange(len(day)) >= first_kept[col]
+    done = (need > 0) & (n_before >= need)
+    cut[done] = day[np.minimum(first_kept[done], len(day) - 1)]
     need -= np.minimum(need, n_before)
     return day[keep], col[keep], val[keep]
 

@@ -49,8 +49,9 @@ _WORKERS = 4
 _ALL = ["date", "ticker", *FIELDS]
 
 
-def read_rows(root: Path, f: FileEntry) -> Rows:
-    return table_rows(read_table(root, f.name, _ALL, f.bytes))
+def read_rows(root: Path, f: FileEntry, tickers: np.ndarray | None = None) -> Rows:
+    """A file's rows (``tickers``: at least those tickers' rows, see ``layout.read_table``)."""
+    return table_rows(read_table(root, f.name, _ALL, f.bytes, tickers))
 
 
 def write_rows(root: Path, rows: Rows, kind: str, bucket: int, gen: int) -> FileEntry:
@@ -108,7 +109,8 @@ def classify(root: Path, m: Manifest, bucket: int, part: Rows, has_volume: bool)
     idx = np.flatnonzero(overlap)
     lo, hi = int(part.day[idx].min()), int(part.day[idx].max())
     segs, deltas = m.bucket_files(bucket)
-    old = combine([read_rows(root, f) for f in [*segs, *deltas] if f.start <= hi and f.end >= lo])
+    names = np.unique(part.names[part.code[idx]])  # the tickers whose stored rows we need
+    old = combine([read_rows(root, f, names) for f in [*segs, *deltas] if f.start <= hi and f.end >= lo])
     names = layout.union_names([part, old]) if len(old) else part.names
     k_new, k_old = part.with_names(names).keys()[idx], old.with_names(names).keys()
     _, i_new, i_old = np.intersect1d(k_new, k_old, assume_unique=True, return_indices=True)
