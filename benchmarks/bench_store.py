@@ -110,7 +110,7 @@ def _count_reads():
 def step(name: str, store_dir: Path, n_tickers: int, n_days: int) -> dict:
     store = qf.PriceStore(store_dir)
     reads = _count_reads()
-    dates, tickers, first = universe(n_tickers, n_days)
+    dates, tickers, _ = universe(n_tickers, n_days)
     level = np.load(store_dir.parent / "level.npy")
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     new_day = dates[-1] + pd.offsets.BDay()
@@ -178,7 +178,7 @@ def step(name: str, store_dir: Path, n_tickers: int, n_days: int) -> dict:
 
 def run_child(args: list[str]) -> dict:
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    p = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=False)
     if p.returncode:
         raise SystemExit(f"step {args} failed:\n{p.stderr[-3000:]}")
     out = json.loads(p.stdout.strip().splitlines()[-1])

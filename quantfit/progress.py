@@ -25,9 +25,12 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO, TypeVar
 
 __all__ = ["Progress", "ProgressCallback", "format_count", "format_duration"]
+
+_P = TypeVar("_P", bound="Progress")
 
 #: What long-running library functions accept: ``callback(done, total)``, in their own units.
 ProgressCallback = Callable[[float, float], None]
@@ -45,7 +48,7 @@ def format_count(n: float) -> str:
 
 def format_duration(seconds: float) -> str:
     """h:mm:ss above an hour, m:ss below."""
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
@@ -118,7 +121,7 @@ class Progress:
                 f"  {format_duration(elapsed)}  ETA {'?' if eta is None else format_duration(eta)}")
         cols = shutil.get_terminal_size((80, 20)).columns
         bar_width = max(10, min(40, cols - len(self.label) - len(tail) - 6))
-        filled = int(round(frac * bar_width))
+        filled = round(frac * bar_width)
         return f"{self.label}  [{'#' * filled}{'-' * (bar_width - filled)}]{tail}"
 
     def _draw(self, line: str) -> None:
@@ -139,7 +142,7 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self: _P) -> _P:
         return self
 
     def __exit__(self, *exc) -> None:

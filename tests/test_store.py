@@ -25,7 +25,6 @@ from quantfit.data.store import MANIFEST, IngestSummary
 from quantfit.errors import DataError
 from storekit import assert_wide_equal, data_files, live_files, make_long, snapshot, wide_of
 
-
 DATES = pd.bdate_range("2020-01-01", periods=30)
 
 

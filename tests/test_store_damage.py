@@ -13,15 +13,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
-import quantfit as qf
 from quantfit.cli import main
 from quantfit.data.store import ChangesUnavailable, PriceStore
 from quantfit.errors import DataError
-from storekit import Model, assert_wide_equal, data_files, live_files, make_long, manifest, snapshot
+from storekit import (Model, assert_wide_equal, data_files, live_files, make_long, manifest,
+                      snapshot)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DAYS = pd.bdate_range("2019-01-02", periods=300)
@@ -323,8 +322,10 @@ def crash_cases(tmp_path_factory):
             shutil.copytree(src, d)
         before = _state(d) if src is not None else None
         store = PriceStore(d, buckets=4)
-        {"ingest": lambda: store.ingest(pd.read_parquet(arg)), "compact": store.compact,
-         "migrate": store.migrate, "create": lambda: store.ingest(pd.read_parquet(arg))}[op]()
+        if op in ("ingest", "create"):
+            store.ingest(pd.read_parquet(arg))
+        else:
+            getattr(store, op)()
         refs[op] = (before, _state(d))
     return root, cases, refs
 

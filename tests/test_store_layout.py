@@ -12,7 +12,8 @@ import pytest
 import quantfit as qf
 from quantfit.data.store import bucket_of, changes, layout, writing
 from quantfit.errors import DataError
-from storekit import Model, assert_wide_equal, data_files, live_files, make_long, manifest, snapshot, wide_of
+from storekit import (Model, assert_wide_equal, data_files, live_files, make_long, manifest,
+                      snapshot, wide_of)
 
 WEEKS = pd.date_range("2010-01-01", "2019-12-31", freq="W-FRI")
 
@@ -336,7 +337,7 @@ def test_ticker_groups_sizes_and_errors(tmp_path):
 
 
 def test_prices_argument_errors(yearly_store):
-    store, wide = yearly_store
+    store, _ = yearly_store
     with pytest.raises(DataError, match="lookback needs start"):
         store.prices(lookback=5)
     with pytest.raises(DataError, match="lookback must be"):
@@ -355,7 +356,11 @@ def test_prices_argument_errors(yearly_store):
 def test_metadata_generation_store_id_ticker_info(tmp_path):
     a, b = qf.PriceStore(tmp_path / "a"), qf.PriceStore(tmp_path / "b")
     with pytest.raises(DataError, match="no store at"):
-        a.store_id
+        _ = a.store_id
+    for op in ("compact", "migrate", "verify"):  # maintenance never creates a store
+        with pytest.raises(DataError, match="no store at"):
+            getattr(a, op)()
+    assert not a.path.exists()
     a.ingest(make_long(["X", "Y"], WEEKS[:10]))
     b.ingest(make_long(["X", "Y"], WEEKS[:10]))
     sid = a.store_id

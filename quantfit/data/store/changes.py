@@ -22,8 +22,8 @@ knows no history before its migration (``horizon``): asking about an older gener
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

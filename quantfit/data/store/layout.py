@@ -21,9 +21,9 @@ import io
 import os
 import uuid
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -83,11 +83,11 @@ class Rows:
         return len(self.code)
 
     @staticmethod
-    def empty() -> "Rows":
+    def empty() -> Rows:
         return Rows(_NO_NAMES, np.empty(0, np.int32), np.empty(0, np.int32),
                     np.empty(0), np.empty(0))
 
-    def take(self, idx) -> "Rows":
+    def take(self, idx) -> Rows:
         pick = (lambda a: None if a is None else a[idx])
         return Rows(self.names, self.code[idx], self.day[idx], pick(self.close), pick(self.volume))
 
@@ -95,7 +95,7 @@ class Rows:
         """One int64 per row, ordered like (ticker, date): ``code * 2**32 + day + 2**31``."""
         return (self.code.astype(np.int64) << 32) + (self.day.astype(np.int64) + (1 << 31))
 
-    def with_names(self, names: np.ndarray) -> "Rows":
+    def with_names(self, names: np.ndarray) -> Rows:
         """The same rows with codes into ``names`` (a sorted superset of ``self.names``)."""
         if names is self.names or (len(names) == len(self.names) and (names == self.names).all()):
             return Rows(names, self.code, self.day, self.close, self.volume)
@@ -103,7 +103,7 @@ class Rows:
         return Rows(names, remap[self.code] if len(self.code) else self.code, self.day,
                     self.close, self.volume)
 
-    def compact_names(self) -> "Rows":
+    def compact_names(self) -> Rows:
         """Drop names no row uses (before writing a file)."""
         used = np.unique(self.code)
         if len(used) == len(self.names):

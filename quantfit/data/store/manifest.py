@@ -103,7 +103,7 @@ class TickerTable:
     gen: np.ndarray
 
     @staticmethod
-    def empty() -> "TickerTable":
+    def empty() -> TickerTable:
         e = np.empty(0, np.int64)
         return TickerTable(np.array([], dtype=object), e, e, e, e)
 
@@ -134,7 +134,7 @@ class Manifest:
     version: int = VERSION
 
     @staticmethod
-    def new(buckets: int) -> "Manifest":
+    def new(buckets: int) -> Manifest:
         return Manifest(store_id=uuid.uuid4().hex, buckets=buckets)
 
     def bucket_files(self, bucket: int) -> tuple[list[FileEntry], list[FileEntry]]:
@@ -148,7 +148,7 @@ class Manifest:
     def live_names(self) -> set[str]:
         return {f.name for f in self.files} | {c.name for c in self.changes}
 
-    def with_(self, **kw) -> "Manifest":
+    def with_(self, **kw) -> Manifest:
         return replace(self, **kw)
 
     def to_json(self) -> dict:

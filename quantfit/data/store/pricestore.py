@@ -6,14 +6,14 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
 
-from quantfit._atomic import (TMP_INFIX, exclusive_lock, fsync_dir, sha256_file, write_json_atomic)
+from quantfit._atomic import TMP_INFIX, exclusive_lock, fsync_dir, sha256_file, write_json_atomic
 from quantfit.data.frames import DATE_DTYPE, validate_long
 from quantfit.data.store import changes as changelog
 from quantfit.data.store import writing
@@ -230,11 +230,15 @@ class PriceStore:
 
     # ----------------------------------------------------------------------------- writing
     @contextlib.contextmanager
-    def _writing(self) -> Iterator[Manifest]:
+    def _writing(self, create: bool = False) -> Iterator[Manifest]:
         """Lock, load and check the manifest and every file it lists, remove what killed
-        writers left; yields the manifest (a new store's empty one is committed first)."""
+        writers left; yields the manifest (``create``: a new store's empty one is committed
+        first; otherwise a missing store is a ``DataError``)."""
         if self.path.exists() and not self.path.is_dir():
             raise DataError(f"store path {self.path} is not a directory")
+        if not create and not (self.path / MANIFEST).exists():
+            self._load()  # a v1/v2 manifest or nothing: say which
+            raise DataError(f"no store at {self.path} (create one with ingest)")
         (self.path / DATA_DIR).mkdir(parents=True, exist_ok=True)
         with exclusive_lock(self.path / LOCK_FILE):
             m = self._load()
@@ -305,7 +309,7 @@ class PriceStore:
         input_tickers = tuple(sorted(str(t) for t in counts.index[counts.to_numpy() > 0]))
         start, end = clean["date"].min(), clean["date"].max()
         n_in = len(clean)
-        with self._writing() as m:
+        with self._writing(create=True) as m:
             if m.version == 1:
                 m = self._migrate_locked(m, None)
             known = m.tickers.positions(np.array(input_tickers, dtype=object)) >= 0
@@ -318,10 +322,10 @@ class PriceStore:
                 for c in pool.map(lambda b: writing.classify(self.path, m, b, parts[b], has_volume), sorted(parts)):
                     changes.append(c)
                     report.advance(len(parts[c.bucket]))
-            summary = dict(rows_added=sum(c.n_added for c in changes),
-                           rows_replaced=sum(c.n_replaced for c in changes),
-                           rows_unchanged=sum(c.n_unchanged for c in changes),
-                           tickers=input_tickers, new_tickers=new_tickers, start=start, end=end)
+            summary = {"rows_added": sum(c.n_added for c in changes),
+                       "rows_replaced": sum(c.n_replaced for c in changes),
+                       "rows_unchanged": sum(c.n_unchanged for c in changes),
+                       "tickers": input_tickers, "new_tickers": new_tickers, "start": start, "end": end}
             new = {c.bucket: c.rows for c in changes if len(c.rows)}
             if not new:
                 report.done()
@@ -385,18 +389,18 @@ class PriceStore:
         """Check every file the manifest lists: present, of its recorded size, and with its
         recorded SHA-256 (v1 files, which have none, are decoded instead). Reads everything;
         takes no lock and changes nothing. A damaged manifest is reported as a problem."""
-        if not self.path.exists():
-            raise DataError(f"no store at {self.path}")
         try:
             m = self._load()
         except DataError as exc:
             return VerifyReport(problems=[str(exc)])
         data = self.path / DATA_DIR
         on_disk = {e.name for e in os.scandir(data)} if data.is_dir() else set()
+        stray = sorted(n for n in on_disk if n.endswith(".parquet"))
+        if m is None and not stray:
+            raise DataError(f"no store at {self.path}")
         if m is None:
-            stray = sorted(n for n in on_disk if n.endswith(".parquet"))
             return VerifyReport(problems=[f"{self.path / MANIFEST} is missing but {data} holds "
-                                          f"{len(stray)} data files"] if stray else [])
+                                          f"{len(stray)} data files"])
         entries = [*m.files, *m.changes]
         report = _Reporter(progress, sum(f.bytes or 0 for f in entries) or len(entries))
         problems, checked, nbytes = [], 0, 0

@@ -25,10 +25,11 @@ spreads the folds of buckets that become due together over several ingests.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -79,7 +80,7 @@ def split_input(clean: pd.DataFrame, buckets: int) -> dict[int, Rows]:
     sorted_b = row_bucket[order]
     cuts = np.flatnonzero(np.r_[True, sorted_b[1:] != sorted_b[:-1], True])
     # each bucket keeps only its own names: later lookups cost per bucket, not per universe
-    return {int(sorted_b[a]): rows.take(slice(a, z)).compact_names() for a, z in zip(cuts[:-1], cuts[1:])}
+    return {int(sorted_b[a]): rows.take(slice(a, z)).compact_names() for a, z in itertools.pairwise(cuts)}
 
 
 @dataclass
@@ -211,7 +212,7 @@ def plan(m: Manifest, new: dict[int, Rows], rows_ingested: int) -> list[BucketAc
     budget = FOLD_BUDGET_ROWS + FOLD_BUDGET_FACTOR * rows_ingested
     actions: dict[int, BucketAction] = {}
     over = False  # one fold larger than what is left of the budget is allowed per ingest
-    for ratio, action in sorted(candidates, key=lambda c: -c[0]):
+    for _, action in sorted(candidates, key=lambda c: -c[0]):
         cost = action.old_rows
         if cost <= budget or not over:
             over |= cost > budget
