@@ -291,10 +291,12 @@ def _check_invariants(m: Manifest, c: _Checker) -> None:
     if len(set(names)) != len(names):
         c.fail("a file is listed twice")
     for b in {f.bucket for f in m.files}:
-        segs, _ = m.bucket_files(b)
+        segs, deltas = m.bucket_files(b)
         years = [s.years for s in segs]
         if any(years[i][1] >= years[i + 1][0] for i in range(len(years) - 1)):
             c.fail(f"segments of bucket {b} share a year")
+        if len({d.gen for d in deltas}) != len(deltas):  # their order must be unambiguous
+            c.fail(f"two deltas of bucket {b} have the same generation")
     for prev, nxt in zip(m.changes, m.changes[1:]):
         if prev.hi > nxt.lo:
             c.fail("change-log files overlap")
