@@ -107,6 +107,17 @@ class TickerTable:
         e = np.empty(0, np.int64)
         return TickerTable(np.array([], dtype=object), e, e, e, e)
 
+    @staticmethod
+    def from_parts(parts, gen: int) -> TickerTable:
+        """A table from per-file ``Rows.per_ticker`` results ``(names, first, last, count)``
+        of files that share no ticker; every ticker's generation is ``gen``."""
+        if not parts:
+            return TickerTable.empty()
+        names = np.concatenate([p[0] for p in parts]).astype(object)
+        order = np.argsort(names, kind="stable")
+        col = (lambda i: np.concatenate([p[i] for p in parts]).astype(np.int64)[order])
+        return TickerTable(names[order], col(1), col(2), col(3), np.full(len(names), gen, np.int64))
+
     def positions(self, tickers: np.ndarray) -> np.ndarray:
         """Index of each ticker in ``names``, -1 where unknown."""
         if not len(self.names):

@@ -13,14 +13,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from quantfit._atomic import TMP_INFIX, exclusive_lock, fsync_dir, sha256_file, write_json_atomic
+from quantfit._atomic import TMP_INFIX, exclusive_lock, fsync_dir, write_json_atomic
 from quantfit.data.frames import DATE_DTYPE, validate_long
 from quantfit.data.store import changes as changelog
 from quantfit.data.store import writing
-from quantfit.data.store.layout import DATA_DIR, FIELDS, bucket_of, read_table, table_rows
-from quantfit.data.store.manifest import MANIFEST, Manifest, TickerTable, parse
-from quantfit.data.store.reading import NO_LO, read_wide
-from quantfit.data.store.summaries import IngestSummary, MaintenanceSummary, VerifyReport
+from quantfit.data.store.layout import DATA_DIR, FIELDS, bucket_of
+from quantfit.data.store.manifest import MANIFEST, Manifest, parse
+from quantfit.data.store.reading import day_of, lower_bounds, parse_bound, read_wide, v1_ticker_table
+from quantfit.data.store.summaries import IngestSummary, MaintenanceSummary, Reporter, VerifyReport
+from quantfit.data.store.verify import check_store
 from quantfit.errors import DataError
 
 LOCK_FILE = ".lock"
@@ -135,7 +136,7 @@ class PriceStore:
             names = self._resolve(m, tickers)
             t = m.tickers
             if m.version == 1:
-                t = _v1_ticker_table(self.path, m)
+                t = v1_ticker_table(self.path, m)
             pos = t.positions(names)
             dates = (lambda a: pd.DatetimeIndex(a[pos].astype("datetime64[D]")).astype(DATE_DTYPE))
             return pd.DataFrame({"first": dates(t.first), "last": dates(t.last), "rows": t.rows[pos],
@@ -208,13 +209,13 @@ class PriceStore:
             raise DataError(f"field must be one of {', '.join(FIELDS)}, got {field!r}")
         if isinstance(lookback, bool) or not isinstance(lookback, (int, np.integer)) or lookback < 0:
             raise DataError(f"lookback must be a non-negative integer, got {lookback!r}")
-        hi = _parse_bound(end, "end")
+        hi = parse_bound(end, "end")
         if isinstance(start, Mapping):
-            bounds = {str(t): _parse_bound(d, f"start for {t}") for t, d in start.items()}
+            bounds = {str(t): parse_bound(d, f"start for {t}") for t, d in start.items()}
             if tickers is None:
                 tickers = list(bounds)
         else:
-            bounds = _parse_bound(start, "start")
+            bounds = parse_bound(start, "start")
             if bounds is not None and hi is not None and bounds > hi:
                 raise DataError(f"start {bounds.date()} is after end {hi.date()}")
         if lookback and (bounds is None or (isinstance(bounds, dict) and not bounds)):
@@ -224,8 +225,8 @@ class PriceStore:
             if not len(m.tickers.names):
                 raise DataError(f"store {self.path} is empty: ingest prices first")
             wanted = self._resolve(m, tickers)
-            lo = _lower_bounds(wanted, bounds, hi)
-            return read_wide(self.path, m, wanted, lo, _day(hi), field, int(lookback))
+            lo = lower_bounds(wanted, bounds, hi)
+            return read_wide(self.path, m, wanted, lo, day_of(hi), field, int(lookback))
         return self._read(read)
 
     # ----------------------------------------------------------------------------- writing
@@ -316,7 +317,7 @@ class PriceStore:
             new_tickers = tuple(t for t, k in zip(input_tickers, known) if not k)
             parts = writing.split_input(clean, m.buckets)
             del clean
-            report = _Reporter(progress, 2 * n_in)  # refined once the writes are planned
+            report = Reporter(progress, 2 * n_in)  # refined once the writes are planned
             with ThreadPoolExecutor(max_workers=min(writing._WORKERS, len(parts))) as pool:
                 changes = []
                 for c in pool.map(lambda b: writing.classify(self.path, m, b, parts[b], has_volume), sorted(parts)):
@@ -357,7 +358,7 @@ class PriceStore:
             if not actions:
                 return MaintenanceSummary("compact", done=False, files_before=len(m.files),
                                           files_after=len(m.files))
-            report = _Reporter(progress, sum(a.old_rows for a in actions))
+            report = Reporter(progress, sum(a.old_rows for a in actions))
             written, superseded = writing.run_actions(self.path, actions, m.generation, report.advance)
             gone = {f.name for f in superseded}
             files = tuple(f for f in m.files if f.name not in gone) + tuple(written)
@@ -376,7 +377,7 @@ class PriceStore:
             return self._migrate_locked(m, progress, summary="migrate")
 
     def _migrate_locked(self, m1: Manifest, progress: Progress | None, summary: str | None = None):
-        report = _Reporter(progress, sum(f.rows for f in m1.files))
+        report = Reporter(progress, sum(f.rows for f in m1.files))
         m2, superseded = writing.migrate_v1(self.path, m1, report.advance)
         self._commit(m2, [f.name for f in superseded])
         report.done()
@@ -393,117 +394,4 @@ class PriceStore:
             m = self._load()
         except DataError as exc:
             return VerifyReport(problems=[str(exc)])
-        data = self.path / DATA_DIR
-        on_disk = {e.name for e in os.scandir(data)} if data.is_dir() else set()
-        stray = sorted(n for n in on_disk if n.endswith(".parquet"))
-        if m is None and not stray:
-            raise DataError(f"no store at {self.path}")
-        if m is None:
-            return VerifyReport(problems=[f"{self.path / MANIFEST} is missing but {data} holds "
-                                          f"{len(stray)} data files"])
-        entries = [*m.files, *m.changes]
-        report = _Reporter(progress, sum(f.bytes or 0 for f in entries) or len(entries))
-        problems, checked, nbytes = [], 0, 0
-        for f in entries:
-            path = data / f.name
-            problem = _check_file(path, f)
-            if problem and "missing" in problem and f.name not in (self._load() or m).live_names():
-                continue  # superseded by a writer meanwhile, not damage
-            if problem:
-                problems.append(problem)
-            checked += 1
-            nbytes += f.bytes or 0
-            report.advance(f.bytes or 1)
-        report.done()
-        notes = []
-        leftovers = sorted(n for n in on_disk - m.live_names() if n.endswith(".parquet"))
-        if leftovers:
-            notes.append(f"note: {len(leftovers)} leftover file(s) of interrupted writes in {data} "
-                         f"(harmless; the next write removes them)")
-        if m.version == 1:
-            notes.append("note: format v1 records no checksums (files were decoded instead); "
-                         "'quantfit store migrate' upgrades it")
-        return VerifyReport(files=checked, bytes=nbytes, problems=problems, notes=notes)
-
-
-def _check_file(path: Path, f) -> str | None:
-    """One line describing what is wrong with a listed file, or None."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return f"{path}: missing"
-    if f.bytes is not None and size != f.bytes:
-        return f"{path}: {'truncated' if size < f.bytes else 'wrong size'} ({size:,} bytes, expected {f.bytes:,})"
-    if f.sha256 is None:
-        try:
-            read_table(path.parent.parent, f.name, ["date", "ticker", *FIELDS], None)
-        except (DataError, OSError) as exc:
-            return f"{path}: cannot be decoded ({exc})"
-        return None
-    if sha256_file(path) != f.sha256:
-        return f"{path}: checksum mismatch (content changed since it was written)"
-    return None
-
-
-def _v1_ticker_table(root: Path, m: Manifest):
-    """Exact per-ticker first/last/rows of a v1 store, from its files."""
-    stats = []
-    for f in m.files:
-        rows = table_rows(read_table(root, f.name, ["date", "ticker"], None))
-        order = np.lexsort((rows.day, rows.code))
-        rows = rows.take(order)
-        codes, first, last, count = rows.per_ticker()
-        stats.append((rows.names[codes], first, last, count))
-    names = np.concatenate([s[0] for s in stats]).astype(object)
-    order = np.argsort(names, kind="stable")
-    col = (lambda i: np.concatenate([s[i] for s in stats])[order])
-    return TickerTable(names[order], col(1), col(2), col(3), np.full(len(names), m.generation, np.int64))
-
-
-class _Reporter:
-    """Accumulates progress and forwards ``(done, total)`` to a callback, if any."""
-
-    def __init__(self, callback: Progress | None, total: float):
-        self.callback, self.total, self.done_ = callback, max(float(total), 1.0), 0.0
-
-    def advance(self, n: float) -> None:
-        self.done_ += n
-        if self.callback is not None:
-            self.callback(min(self.done_, self.total), self.total)
-
-    def done(self) -> None:
-        if self.callback is not None:
-            self.callback(self.total, self.total)
-
-
-def _day(ts: pd.Timestamp | None) -> int | None:
-    return None if ts is None else int(np.datetime64(ts.date(), "D").astype(np.int64))
-
-
-def _lower_bounds(wanted: np.ndarray, bounds, hi: pd.Timestamp | None) -> np.ndarray:
-    """Per requested ticker, its lower bound as a day number (``NO_LO``: none)."""
-    if not isinstance(bounds, dict):
-        return np.full(len(wanted), NO_LO if bounds is None else _day(bounds), np.int64)
-    missing = [t for t in wanted.tolist() if t not in bounds]
-    if missing:
-        raise DataError(f"start has no date for {', '.join(missing[:10])}"
-                        + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
-    late = [t for t in wanted.tolist() if hi is not None and bounds[t] is not None and bounds[t] > hi]
-    if late:
-        raise DataError(f"start {bounds[late[0]].date()} for {late[0]} is after end {hi.date()}")
-    return np.array([NO_LO if bounds[t] is None else _day(bounds[t]) for t in wanted.tolist()], np.int64)
-
-
-def _parse_bound(value, what: str) -> pd.Timestamp | None:
-    """A user-supplied date bound -> tz-naive midnight Timestamp, or DataError."""
-    if value is None:
-        return None
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise DataError(f"bad {what} date {value!r}: use YYYY-MM-DD") from None
-    if ts is pd.NaT:
-        raise DataError(f"bad {what} date {value!r}: use YYYY-MM-DD")
-    if ts.tzinfo is not None:
-        ts = ts.tz_localize(None)
-    return ts.normalize()
+        return check_store(self.path, m, self._load, progress)

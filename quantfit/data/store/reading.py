@@ -25,7 +25,8 @@ import pandas as pd
 
 from quantfit.data.frames import DATE_DTYPE
 from quantfit.data.store.layout import bucket_of, read_table, table_rows
-from quantfit.data.store.manifest import FileEntry, Manifest
+from quantfit.data.store.manifest import FileEntry, Manifest, TickerTable
+from quantfit.errors import DataError
 
 NO_LO = np.iinfo(np.int64).min // 4
 NO_HI = np.iinfo(np.int64).max // 4
@@ -169,3 +170,48 @@ def _trim_lookback(out: np.ndarray, present: np.ndarray, days: np.ndarray, lo: n
         present[:, over] &= ~drop
     keep = present.any(axis=1)
     return out[keep], days[keep]
+
+
+# ----------------------------------------------------------------------------- requests
+def day_of(ts: pd.Timestamp | None) -> int | None:
+    return None if ts is None else int(np.datetime64(ts.date(), "D").astype(np.int64))
+
+
+def lower_bounds(wanted: np.ndarray, bounds, hi: pd.Timestamp | None) -> np.ndarray:
+    """Per requested ticker, its lower bound as a day number (``NO_LO``: none)."""
+    if not isinstance(bounds, dict):
+        return np.full(len(wanted), NO_LO if bounds is None else day_of(bounds), np.int64)
+    missing = [t for t in wanted.tolist() if t not in bounds]
+    if missing:
+        raise DataError(f"start has no date for {', '.join(missing[:10])}"
+                        + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
+    late = [t for t in wanted.tolist() if hi is not None and bounds[t] is not None and bounds[t] > hi]
+    if late:
+        raise DataError(f"start {bounds[late[0]].date()} for {late[0]} is after end {hi.date()}")
+    return np.array([NO_LO if bounds[t] is None else day_of(bounds[t]) for t in wanted.tolist()], np.int64)
+
+
+def parse_bound(value, what: str) -> pd.Timestamp | None:
+    """A user-supplied date bound -> tz-naive midnight Timestamp, or DataError."""
+    if value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise DataError(f"bad {what} date {value!r}: use YYYY-MM-DD") from None
+    if ts is pd.NaT:
+        raise DataError(f"bad {what} date {value!r}: use YYYY-MM-DD")
+    if ts.tzinfo is not None:
+        ts = ts.tz_localize(None)
+    return ts.normalize()
+
+
+def v1_ticker_table(root: Path, m: Manifest) -> TickerTable:
+    """Exact per-ticker first/last/rows of a v1 store (whose manifest has none), from its files."""
+    parts = []
+    for f in m.files:
+        rows = table_rows(read_table(root, f.name, ["date", "ticker"], None))
+        rows = rows.take(np.lexsort((rows.day, rows.code)))
+        codes, first, last, count = rows.per_ticker()
+        parts.append((rows.names[codes], first, last, count))
+    return TickerTable.from_parts(parts, m.generation)

@@ -84,3 +84,19 @@ class VerifyReport:
                 + ("no damage found" if self.ok else f"{len(self.problems)} problem"
                    f"{'s' if len(self.problems) != 1 else ''}"))
         return "\n".join([head, *self.problems, *self.notes])
+
+
+class Reporter:
+    """Accumulates progress and forwards ``(done, total)`` to a callback, if any."""
+
+    def __init__(self, callback, total: float):
+        self.callback, self.total, self.done_ = callback, max(float(total), 1.0), 0.0
+
+    def advance(self, n: float) -> None:
+        self.done_ += n
+        if self.callback is not None:
+            self.callback(min(self.done_, self.total), self.total)
+
+    def done(self) -> None:
+        if self.callback is not None:
+            self.callback(self.total, self.total)

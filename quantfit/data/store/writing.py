@@ -274,11 +274,7 @@ def migrate_v1(root: Path, m1: Manifest, progress: Callable[[int], None] | None 
             stats.append(st)
             if progress is not None:
                 progress(n)
-    names = np.concatenate([s[0] for s in stats]) if stats else np.array([], object)
-    order = np.argsort(names, kind="stable")
-    pick = (lambda i: np.concatenate([s[i] for s in stats])[order] if stats else np.empty(0, np.int64))
-    table = TickerTable(names[order].astype(object), pick(1), pick(2), pick(3),
-                        np.full(len(names), m1.generation, np.int64))
+    table = TickerTable.from_parts(stats, m1.generation)
     m2 = Manifest(store_id=m1.store_id, buckets=m1.buckets, generation=m1.generation,
                   commit=m1.commit + 1, horizon=m1.generation, files=tuple(files), tickers=table)
     return m2, list(m1.files)
