@@ -72,15 +72,22 @@ def split_input(clean: pd.DataFrame, buckets: int) -> dict[int, Rows]:
     names, inverse = np.unique(cats, return_inverse=True)
     code = inverse.astype(np.int32)[cat.codes.to_numpy()]
     day = day_numbers(clean["date"]).astype(np.int32)
-    name_bucket = np.array([bucket_of(t, buckets) for t in names.tolist()], dtype=np.int64)
+    name_bucket = np.array([bucket_of(t, buckets) for t in names.tolist()], dtype=np.int16)
     row_bucket = name_bucket[code]
-    order = np.lexsort((day, code, row_bucket))
+    order = np.argsort(row_bucket, kind="stable")  # a radix sort on int16
     rows = Rows(names.astype(object), code[order], day[order], clean["close"].to_numpy()[order],
                 clean["volume"].to_numpy()[order])
     sorted_b = row_bucket[order]
     cuts = np.flatnonzero(np.r_[True, sorted_b[1:] != sorted_b[:-1], True])
-    # each bucket keeps only its own names: later lookups cost per bucket, not per universe
-    return {int(sorted_b[a]): rows.take(slice(a, z)).compact_names() for a, z in itertools.pairwise(cuts)}
+    out = {}
+    for a, z in itertools.pairwise(cuts):
+        part = rows.take(slice(a, z))
+        keys = part.keys()
+        if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():  # inputs often come sorted
+            part = part.take(np.argsort(keys, kind="stable"))
+        # each bucket keeps only its own names: later lookups cost per bucket, not per universe
+        out[int(sorted_b[a])] = part.compact_names()
+    return out
 
 
 @dataclass
@@ -110,17 +117,20 @@ def classify(root: Path, m: Manifest, bucket: int, part: Rows, has_volume: bool)
     idx = np.flatnonzero(overlap)
     lo, hi = int(part.day[idx].min()), int(part.day[idx].max())
     segs, deltas = m.bucket_files(bucket)
-    names = np.unique(part.names[part.code[idx]])  # the tickers whose stored rows we need
-    old = combine([read_rows(root, f, names) for f in [*segs, *deltas] if f.start <= hi and f.end >= lo])
-    names = layout.union_names([part, old]) if len(old) else part.names
-    k_new, k_old = part.with_names(names).keys()[idx], old.with_names(names).keys()
-    _, i_new, i_old = np.intersect1d(k_new, k_old, assume_unique=True, return_indices=True)
-    rows_at = idx[i_new]
+    names = part.names[np.unique(part.code[idx])]  # the tickers whose stored rows we need
+    keys = part.keys()[idx]                        # sorted: the part is sorted by (ticker, day)
+    old_close, old_volume = np.full(len(idx), np.nan), np.full(len(idx), np.nan)
+    found = np.zeros(len(idx), bool)
+    for f in [*segs, *deltas]:  # precedence order: a later file's value wins
+        if f.start <= hi and f.end >= lo:
+            j, hit = _lookup(read_rows(root, f, names), part.names, keys)
+            old_close[hit], old_volume[hit], found[hit] = j[0], j[1], True
+    rows_at = idx[found]
     volume = part.volume.copy()
     if not has_volume:  # input without volumes keeps the stored volumes of the keys it touches
-        volume[rows_at] = old.volume[i_old]
-    ov, nv = old.volume[i_old], volume[rows_at]
-    same = (part.close[rows_at] == old.close[i_old]) & ((nv == ov) | (np.isnan(nv) & np.isnan(ov)))
+        volume[rows_at] = old_volume[found]
+    ov, nv = old_volume[found], volume[rows_at]
+    same = (part.close[rows_at] == old_close[found]) & ((nv == ov) | (np.isnan(nv) & np.isnan(ov)))
     write = np.ones(len(part), bool)
     write[rows_at[same]] = False
     added = np.ones(len(part), bool)
@@ -128,6 +138,25 @@ def classify(root: Path, m: Manifest, bucket: int, part: Rows, has_volume: bool)
     rows = Rows(part.names, part.code, part.day, part.close, volume).take(write)
     return BucketChange(bucket, rows, added[write], n_added=int(added.sum()),
                         n_replaced=int(len(rows_at) - same.sum()), n_unchanged=int(same.sum()))
+
+
+def _lookup(rows: Rows, names: np.ndarray, keys: np.ndarray):
+    """Find sorted ``keys`` (codes into ``names``) among a file's rows: ((close, volume) of the
+    keys found, found mask)."""
+    pos = np.searchsorted(names, rows.names)
+    pos = np.where(names[np.minimum(pos, len(names) - 1)] == rows.names, pos, -1)
+    code = pos[rows.code]
+    keep = np.flatnonzero(code >= 0)
+    fk = (code[keep].astype(np.int64) << 32) + (rows.day[keep].astype(np.int64) + (1 << 31))
+    if len(fk) > 1 and not (fk[1:] > fk[:-1]).all():  # files are written sorted; never assume
+        order = np.argsort(fk, kind="stable")
+        fk, keep = fk[order], keep[order]
+    if not len(fk):
+        return (np.empty(0), np.empty(0)), np.zeros(len(keys), bool)
+    j = np.minimum(np.searchsorted(fk, keys), len(fk) - 1)
+    hit = fk[j] == keys
+    at = keep[j[hit]]
+    return (rows.close[at], rows.volume[at]), hit
 
 
 def update_tickers(t: TickerTable, changes: Sequence[BucketChange], generation: int):
