@@ -115,16 +115,18 @@ def classify(root: Path, m: Manifest, bucket: int, part: Rows, has_volume: bool)
     if not overlap.any():
         return BucketChange(bucket, part, np.ones(len(part), bool), n_added=len(part))
     idx = np.flatnonzero(overlap)
-    lo, hi = int(part.day[idx].min()), int(part.day[idx].max())
     segs, deltas = m.bucket_files(bucket)
     names = part.names[np.unique(part.code[idx])]  # the tickers whose stored rows we need
     keys = part.keys()[idx]                        # sorted: the part is sorted by (ticker, day)
     old_close, old_volume = np.full(len(idx), np.nan), np.full(len(idx), np.nan)
     found = np.zeros(len(idx), bool)
+    days = part.day[idx]
     for f in [*segs, *deltas]:  # precedence order: a later file's value wins
-        if f.start <= hi and f.end >= lo:
-            j, hit = _lookup(read_rows(root, f, names), part.names, keys)
-            old_close[hit], old_volume[hit], found[hit] = j[0], j[1], True
+        sel = np.flatnonzero((days >= f.start) & (days <= f.end))  # only keys the file can hold
+        if len(sel):
+            j, hit = _lookup(read_rows(root, f, names), part.names, keys[sel])
+            at = sel[hit]
+            old_close[at], old_volume[at], found[at] = j[0], j[1], True
     rows_at = idx[found]
     volume = part.volume.copy()
     if not has_volume:  # input without volumes keeps the stored volumes of the keys it touches
