@@ -40,7 +40,7 @@ FIELDS = ("close", "volume")
 SEGMENT_ROWS = 25_000
 #: Rows per parquet row group (sorted by ticker, so ~32 tickers' year each): reading a few
 #: tickers skips the row groups whose ticker range (parquet statistics) cannot hold them.
-#: Measured on 40,000-row segments: 8192 writes ~1.3x and reads ~1.5x faster than 4096.
+#: (Smaller groups skip more but write and read slower; see README, Benchmarks.)
 ROW_GROUP_ROWS = 8192
 
 SCHEMA = pa.schema([
@@ -168,7 +168,7 @@ def new_name(kind: str, bucket: int, tag: str) -> str:
 
 def encode_table(table: pa.Table) -> bytes:
     buf = io.BytesIO()
-    # lz4: decodes ~2x faster than zstd for ~14% more bytes (reads dominate the nightly job)
+    # lz4 rather than zstd: faster to decode for slightly larger files (reads dominate nightly)
     pq.write_table(table, buf, compression="lz4", row_group_size=ROW_GROUP_ROWS, write_page_checksum=True)
     return buf.getvalue()
 
