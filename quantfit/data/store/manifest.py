@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field, replace
+from typing import NoReturn
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,10 @@ class Manifest:
                         key=lambda f: f.gen)
         return segs, deltas
 
+    def all_files(self) -> list[FileEntry | ChangesEntry]:
+        """Every listed file: data files, then change-log files."""
+        return [*self.files, *self.changes]
+
     def live_names(self) -> set[str]:
         return {f.name for f in self.files} | {c.name for c in self.changes}
 
@@ -174,7 +179,7 @@ class _Checker:
     def __init__(self, path: Path):
         self.path = path
 
-    def fail(self, what: str):
+    def fail(self, what: str) -> NoReturn:
         raise DataError(f"{self.path} is damaged: {what}; run 'quantfit store verify'")
 
     def get(self, obj: dict, key: str, kind, where: str = ""):
@@ -252,17 +257,17 @@ def parse(obj, path: Path) -> Manifest:
         if entry.bucket >= buckets or entry.start > entry.end or entry.gen > generation:
             c.fail(f"bucket, dates or generation out of range{where}")
         files.append(entry)
-    changes = []
+    changes: list[ChangesEntry] = []
     for i, f in enumerate(c.get(obj, "changes", list)):
         where = f" in changes[{i}]"
         if not isinstance(f, dict):
             c.fail(f"changes[{i}] is not an object")
-        entry = ChangesEntry(name=c.name(f, where), lo=c.count(f, "lo", where), hi=c.count(f, "hi", where),
-                             rows=c.count(f, "rows", where, 1), bytes=c.count(f, "bytes", where, 1),
-                             sha256=c.sha(f, where))
-        if not (horizon <= entry.lo < entry.hi <= generation):
-            c.fail(f"generations ({entry.lo}, {entry.hi}] out of range{where}")
-        changes.append(entry)
+        log = ChangesEntry(name=c.name(f, where), lo=c.count(f, "lo", where), hi=c.count(f, "hi", where),
+                           rows=c.count(f, "rows", where, 1), bytes=c.count(f, "bytes", where, 1),
+                           sha256=c.sha(f, where))
+        if not (horizon <= log.lo < log.hi <= generation):
+            c.fail(f"generations ({log.lo}, {log.hi}] out of range{where}")
+        changes.append(log)
     m = Manifest(store_id=store_id, buckets=buckets, generation=generation, commit=commit,
                  horizon=horizon, files=tuple(files),
                  changes=tuple(sorted(changes, key=lambda e: e.hi)),

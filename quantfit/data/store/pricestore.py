@@ -210,14 +210,15 @@ class PriceStore:
         if isinstance(lookback, bool) or not isinstance(lookback, (int, np.integer)) or lookback < 0:
             raise DataError(f"lookback must be a non-negative integer, got {lookback!r}")
         hi = parse_bound(end, "end")
+        bounds: dict[str, pd.Timestamp | None] | pd.Timestamp | None
         if isinstance(start, Mapping):
             bounds = {str(t): parse_bound(d, f"start for {t}") for t, d in start.items()}
             if tickers is None:
                 tickers = list(bounds)
         else:
-            bounds = parse_bound(start, "start")
-            if bounds is not None and hi is not None and bounds > hi:
-                raise DataError(f"start {bounds.date()} is after end {hi.date()}")
+            bounds = one = parse_bound(start, "start")
+            if one is not None and hi is not None and one > hi:
+                raise DataError(f"start {one.date()} is after end {hi.date()}")
         if lookback and (bounds is None or (isinstance(bounds, dict) and not bounds)):
             raise DataError("lookback needs start (the rows before it are the look-back)")
 
@@ -257,7 +258,7 @@ class PriceStore:
 
     def _check_files(self, m: Manifest) -> None:
         """Every listed file exists with its recorded size (cheap: one stat per file)."""
-        for f in [*m.files, *m.changes]:
+        for f in m.all_files():
             path = self.path / DATA_DIR / f.name
             try:
                 size = path.stat().st_size

@@ -25,7 +25,7 @@ def check_store(root: Path, m: Manifest | None, reload: Callable[[], Manifest | 
     if m is None:
         return VerifyReport(problems=[f"{root / MANIFEST} is missing but {data} holds "
                                       f"{len(stray)} data files"])
-    entries = [*m.files, *m.changes]
+    entries = m.all_files()
     report = Reporter(progress, sum(f.bytes or 0 for f in entries) or len(entries))
     problems, checked, nbytes = [], 0, 0
     for f in entries:
