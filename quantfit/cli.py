@@ -1,15 +1,16 @@
 """The ``quantfit`` command line: thin wrappers over the library.
 
-    quantfit ingest sample               [--store DIR]
-    quantfit ingest csv PATH             [--ticker T] [--date-format FMT] [--store DIR]
-    quantfit ingest yfinance TICKER...   [--start D] [--end D] [--store DIR]
+    quantfit ingest sample               [--store DIR] [--quiet]
+    quantfit ingest csv PATH             [--ticker T] [--date-format FMT] [--store DIR] [--quiet]
+    quantfit ingest yfinance TICKER...   [--start D] [--end D] [--store DIR] [--quiet]
     quantfit prices [--store DIR] [--tickers T ...] [--start D] [--end D] [--tail N]
+    quantfit store verify|compact|migrate [--store DIR] [--quiet]
     quantfit refresh [--store DIR] [--out DIR] [--universe T,..|FILE] [--config FILE] ...
     quantfit report --out DIR [--title TEXT]
     quantfit bench [--tiny|--quick|--full] [--device D] [--json PATH] [--scaling] ...
 
 Exit codes: 0 success; 1 done with warnings (e.g. some yfinance tickers returned nothing,
-listed on stderr); 2 user error (bad file, tickers, dates, arguments), reported as one line
+listed on stderr) or, for ``store verify``, damage found; 2 user error (bad file, tickers, dates, arguments), reported as one line
 ``quantfit: error: <message>`` on stderr, never a traceback.
 
 Adding a subcommand: write ``register_<name>(subparsers)`` that adds a parser and sets
@@ -74,15 +75,25 @@ def _years(text: str) -> float:
     return years
 
 
-def _store_option(parser: argparse.ArgumentParser) -> None:
+def _store_option(parser: argparse.ArgumentParser, quiet: bool = False) -> None:
     parser.add_argument("--store", default=DEFAULT_STORE, metavar="DIR",
                         help=f"store directory (default: {DEFAULT_STORE})")
+    if quiet:
+        parser.add_argument("-q", "--quiet", action="store_true",
+                            help="no progress bar (it is drawn only on a terminal anyway)")
+
+
+def _progress(args, label: str, unit: str):
+    """A progress bar for a long store operation (silent off a terminal or with --quiet)."""
+    from quantfit.progress import Progress
+    return Progress(label, unit=unit, quiet=getattr(args, "quiet", False))
 
 
 # ----------------------------------------------------------------------------- ingest
 def _ingest(frame, args, warnings_: list[str] | None = None) -> int:
     from quantfit.data.store import PriceStore
-    summary = PriceStore(args.store).ingest(frame)
+    with _progress(args, "ingest", "rows") as bar:
+        summary = PriceStore(args.store).ingest(frame, progress=bar)
     print(f"{args.store}: {summary}")
     if warnings_:
         for line in warnings_:
@@ -124,7 +135,7 @@ def register_ingest(subparsers) -> None:
     kinds = p.add_subparsers(dest="source", metavar="SOURCE", parser_class=_Parser)
     kinds.required = True
     s = kinds.add_parser("sample", help="the embedded sample (19 stocks + SPY)")
-    _store_option(s)
+    _store_option(s, quiet=True)
     s.set_defaults(func=_ingest_sample)
     c = kinds.add_parser("csv", help="a long (date,ticker,close[,volume]), wide (date,T1,T2,...) "
                                      "or one ticker's (Date,Open,High,Low,Close,Adj Close,Volume) CSV")
@@ -134,13 +145,13 @@ def register_ingest(subparsers) -> None:
     c.add_argument("--date-format", dest="date_format", metavar="FMT",
                    help="strptime format of the dates when they are ambiguous or unusual, "
                         "e.g. %%d.%%m.%%Y")
-    _store_option(c)
+    _store_option(c, quiet=True)
     c.set_defaults(func=_ingest_csv)
     y = kinds.add_parser("yfinance", help="adjusted closes from Yahoo Finance")
     y.add_argument("tickers", nargs="+", metavar="TICKER")
     y.add_argument("--start", type=_date, help="first date (YYYY-MM-DD)")
     y.add_argument("--end", type=_date, help="end date, exclusive as in yfinance (YYYY-MM-DD)")
-    _store_option(y)
+    _store_option(y, quiet=True)
     y.set_defaults(func=_ingest_yfinance)
 
 
@@ -175,6 +186,54 @@ def register_prices(subparsers) -> None:
     p.add_argument("--field", choices=("close", "volume"), default="close")
     p.add_argument("--tail", type=_positive_int, metavar="N", help="only the last N dates")
     p.set_defaults(func=_prices)
+
+
+# ----------------------------------------------------------------------------- store
+def _store_verify(args) -> int:
+    from quantfit.data.store import PriceStore
+    with _progress(args, "verify", "bytes") as bar:
+        report = PriceStore(args.store).verify(progress=bar)
+    print(f"{args.store}: {report}")
+    return 0 if report.ok else 1
+
+
+def _store_compact(args) -> int:
+    from quantfit.data.store import PriceStore
+    with _progress(args, "compact", "rows") as bar:
+        summary = PriceStore(args.store).compact(full=args.full, progress=bar)
+    print(f"{args.store}: {summary}")
+    return 0
+
+
+def _store_migrate(args) -> int:
+    from quantfit.data.store import PriceStore
+    with _progress(args, "migrate", "rows") as bar:
+        summary = PriceStore(args.store).migrate(progress=bar)
+    print(f"{args.store}: {summary}")
+    return 0
+
+
+def register_store(subparsers) -> None:
+    p = subparsers.add_parser("store", help="check, compact or migrate the price store",
+                              description="Maintenance of the price store. Exit codes: 0 ok; "
+                                          "1 damage found (verify); 2 user error or a damaged "
+                                          "store (compact, migrate).")
+    ops = p.add_subparsers(dest="op", metavar="OP", parser_class=_Parser)
+    ops.required = True
+    v = ops.add_parser("verify", help="check every data file against its recorded size and "
+                                      "SHA-256; list what is wrong (exit 1 if anything is)")
+    _store_option(v, quiet=True)
+    v.set_defaults(func=_store_verify)
+    c = ops.add_parser("compact", help="fold the delta files into the year segments "
+                                       "(ingest does it when worthwhile); changes no data")
+    _store_option(c, quiet=True)
+    c.add_argument("--full", action="store_true", help="rewrite every segment, not only those "
+                                                        "with pending deltas")
+    c.set_defaults(func=_store_compact)
+    m = ops.add_parser("migrate", help="rewrite a store of format v1 in the current format "
+                                       "(the first ingest does it too)")
+    _store_option(m, quiet=True)
+    m.set_defaults(func=_store_migrate)
 
 
 # ----------------------------------------------------------------------------- report
@@ -225,8 +284,8 @@ def register_bench(subparsers) -> None:
 
 
 #: Subcommand registrars, in help order.
-COMMANDS: list[Callable] = [register_ingest, register_prices, register_refresh, register_report,
-                            register_bench]
+COMMANDS: list[Callable] = [register_ingest, register_prices, register_store, register_refresh,
+                            register_report, register_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:
