@@ -26,9 +26,9 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 __all__ = ["__version__", "QuantfitError", "DataError", "FitError"]
 
 # --- data layer -------------------------------------------------------------------------
-from quantfit.data import PriceStore, load_sample, returns, sources
+from quantfit.data import PriceStore, compound, excess_returns, load_sample, returns, sources
 
-__all__ += ["sources", "PriceStore", "returns", "load_sample"]
+__all__ += ["sources", "PriceStore", "returns", "load_sample", "compound", "excess_returns"]
 
 # --- engine, results, adjustments, report -----------------------------------------------
 # Loaded on first use (PEP 562), so that `quantfit ingest`/`prices` and strategies that only

@@ -6,7 +6,10 @@
 * ``write_json_atomic(path, obj)``: ``atomic_open`` with fsync, for JSON commit points;
 * ``read_manifest(path, fmt, version, what)``: a committed JSON manifest, checked, or None;
 * ``exclusive_lock(lock_path)``: an ``fcntl.flock`` held for the ``with`` block, so writers
-  (threads or processes) on the same directory are serialized.
+  (threads or processes) on the same directory are serialized;
+* ``write_new_file(path, data)``: create a file that must not exist yet, write it, fsync it
+  (immutable data files whose names a manifest commits later);
+* ``sha256_bytes(data)`` / ``sha256_file(path)``: the checksums manifests record per file.
 
 Temp files are named ``<name>.tmp-<hex>`` so that a writer can delete those left by a killed
 predecessor (see ``TMP_INFIX``). POSIX only (``fcntl``), like the rest of quantfit's storage.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import uuid
@@ -126,3 +130,30 @@ def remove_temp_files(directory: str | os.PathLike, target_name: str) -> None:
         if entry.name.startswith(prefix):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.path)
+
+
+def write_new_file(path: str | os.PathLike, data: bytes) -> None:
+    """Create ``path`` (it must not exist), write ``data`` and fsync it.
+
+    For immutable data files with fresh names: nothing refers to them until a manifest that
+    names them is committed, so no rename is needed; a writer killed half-way leaves an orphan
+    that the next writer deletes. Fsync the directory (``fsync_dir``) before that commit.
+    """
+    with open(path, "xb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of ``data`` (about 1.3 GB/s here: cheap next to writing the bytes)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes, read in ``chunk``-sized pieces (bounded memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,15 +1,16 @@
 """The ``quantfit`` command line: thin wrappers over the library.
 
-    quantfit ingest sample               [--store DIR]
-    quantfit ingest csv PATH             [--store DIR]
-    quantfit ingest yfinance TICKER...   [--start D] [--end D] [--store DIR]
+    quantfit ingest sample               [--store DIR] [--quiet]
+    quantfit ingest csv PATH             [--ticker T] [--date-format FMT] [--store DIR] [--quiet]
+    quantfit ingest yfinance TICKER...   [--start D] [--end D] [--store DIR] [--quiet]
     quantfit prices [--store DIR] [--tickers T ...] [--start D] [--end D] [--tail N]
+    quantfit store verify|compact|migrate [--store DIR] [--quiet]
     quantfit refresh [--store DIR] [--out DIR] [--universe T,..|FILE] [--config FILE] ...
     quantfit report --out DIR [--title TEXT]
     quantfit bench [--tiny|--quick|--full] [--device D] [--json PATH] [--scaling] ...
 
 Exit codes: 0 success; 1 done with warnings (e.g. some yfinance tickers returned nothing,
-listed on stderr); 2 user error (bad file, tickers, dates, arguments), reported as one line
+listed on stderr) or, for ``store verify``, damage found; 2 user error (bad file, tickers, dates, arguments), reported as one line
 ``quantfit: error: <message>`` on stderr, never a traceback.
 
 Adding a subcommand: write ``register_<name>(subparsers)`` that adds a parser and sets
@@ -28,6 +29,8 @@ from quantfit.errors import DataError, QuantfitError
 
 PROG = "quantfit"
 DEFAULT_STORE = "data/store"
+#: ``report --years`` bound: more than any price history (pandas' dates span 584 years).
+MAX_YEARS = 500
 
 
 class _UsageError(Exception):
@@ -43,34 +46,54 @@ class _Parser(argparse.ArgumentParser):
 
 # ----------------------------------------------------------------------------- helpers
 def _date(text: str) -> str:
-    """argparse type for dates: must parse, kept as text for the library to use."""
-    import pandas as pd
+    """argparse type for dates: the data layer's date rules; passed on as ISO text."""
+    from quantfit.data.dates import parse_date
     try:
-        ts = pd.Timestamp(text)
-    except (ValueError, TypeError):
-        ts = None
-    if ts is None or ts is pd.NaT:
-        raise argparse.ArgumentTypeError(f"bad date {text!r}: use YYYY-MM-DD")
-    return text
+        return parse_date(text).date().isoformat()
+    except QuantfitError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _split_tickers(values: Sequence[str]) -> list[str]:
-    """Tickers given as separate arguments and/or comma-separated."""
-    out = [t.strip() for v in values for t in v.split(",")]
-    if not out or any(not t for t in out):
+    """Tickers given as separate arguments and/or comma-separated, normalized (upper-cased,
+    checked: ``quantfit.data.tickers``)."""
+    from quantfit.data.tickers import normalize_ticker
+    out = [t for v in values for t in v.split(",")]
+    if not out or any(not t.strip() for t in out):
         raise DataError(f"bad ticker list {' '.join(values)!r}: empty ticker name")
-    return out
+    return list(dict.fromkeys(normalize_ticker(t) for t in out))
 
 
-def _store_option(parser: argparse.ArgumentParser) -> None:
+def _years(text: str) -> float:
+    """argparse type for ``report --years``: a finite number of years in (0, MAX_YEARS]."""
+    try:
+        years = float(text)
+    except ValueError:
+        years = float("nan")
+    if not (0 < years <= MAX_YEARS):  # False for NaN, too
+        raise argparse.ArgumentTypeError(f"expected a number of years in (0, {MAX_YEARS}], got {text!r}")
+    return years
+
+
+def _store_option(parser: argparse.ArgumentParser, quiet: bool = False) -> None:
     parser.add_argument("--store", default=DEFAULT_STORE, metavar="DIR",
                         help=f"store directory (default: {DEFAULT_STORE})")
+    if quiet:
+        parser.add_argument("-q", "--quiet", action="store_true",
+                            help="no progress bar (it is drawn only on a terminal anyway)")
+
+
+def _progress(args, label: str, unit: str):
+    """A progress bar for a long store operation (silent off a terminal or with --quiet)."""
+    from quantfit.progress import Progress
+    return Progress(label, unit=unit, quiet=getattr(args, "quiet", False))
 
 
 # ----------------------------------------------------------------------------- ingest
 def _ingest(frame, args, warnings_: list[str] | None = None) -> int:
     from quantfit.data.store import PriceStore
-    summary = PriceStore(args.store).ingest(frame)
+    with _progress(args, "ingest", "rows") as bar:
+        summary = PriceStore(args.store).ingest(frame, progress=bar)
     print(f"{args.store}: {summary}")
     if warnings_:
         for line in warnings_:
@@ -87,7 +110,10 @@ def _ingest_sample(args) -> int:
 
 def _ingest_csv(args) -> int:
     from quantfit.data import sources
-    return _ingest(sources.csv(args.path), args)
+    frame = sources.csv(args.path, ticker=args.ticker, date_format=args.date_format)
+    for line in frame.attrs.get("notes", []):
+        print(f"{PROG}: note: {line}", file=sys.stderr)
+    return _ingest(frame, args)
 
 
 def _ingest_yfinance(args) -> int:
@@ -109,17 +135,23 @@ def register_ingest(subparsers) -> None:
     kinds = p.add_subparsers(dest="source", metavar="SOURCE", parser_class=_Parser)
     kinds.required = True
     s = kinds.add_parser("sample", help="the embedded sample (19 stocks + SPY)")
-    _store_option(s)
+    _store_option(s, quiet=True)
     s.set_defaults(func=_ingest_sample)
-    c = kinds.add_parser("csv", help="a wide (date,T1,T2,...) or long (date,ticker,close[,volume]) CSV")
+    c = kinds.add_parser("csv", help="a long (date,ticker,close[,volume]), wide (date,T1,T2,...) "
+                                     "or one ticker's (Date,Open,High,Low,Close,Adj Close,Volume) CSV")
     c.add_argument("path", metavar="PATH")
-    _store_option(c)
+    c.add_argument("--ticker", metavar="T", help="the ticker of a one-ticker history file "
+                                                 "(default: the file name's stem, e.g. AAPL.csv -> AAPL)")
+    c.add_argument("--date-format", dest="date_format", metavar="FMT",
+                   help="strptime format of the dates when they are ambiguous or unusual, "
+                        "e.g. %%d.%%m.%%Y")
+    _store_option(c, quiet=True)
     c.set_defaults(func=_ingest_csv)
     y = kinds.add_parser("yfinance", help="adjusted closes from Yahoo Finance")
     y.add_argument("tickers", nargs="+", metavar="TICKER")
     y.add_argument("--start", type=_date, help="first date (YYYY-MM-DD)")
     y.add_argument("--end", type=_date, help="end date, exclusive as in yfinance (YYYY-MM-DD)")
-    _store_option(y)
+    _store_option(y, quiet=True)
     y.set_defaults(func=_ingest_yfinance)
 
 
@@ -156,6 +188,54 @@ def register_prices(subparsers) -> None:
     p.set_defaults(func=_prices)
 
 
+# ----------------------------------------------------------------------------- store
+def _store_verify(args) -> int:
+    from quantfit.data.store import PriceStore
+    with _progress(args, "verify", "bytes") as bar:
+        report = PriceStore(args.store).verify(progress=bar)
+    print(f"{args.store}: {report}")
+    return 0 if report.ok else 1
+
+
+def _store_compact(args) -> int:
+    from quantfit.data.store import PriceStore
+    with _progress(args, "compact", "rows") as bar:
+        summary = PriceStore(args.store).compact(full=args.full, progress=bar)
+    print(f"{args.store}: {summary}")
+    return 0
+
+
+def _store_migrate(args) -> int:
+    from quantfit.data.store import PriceStore
+    with _progress(args, "migrate", "rows") as bar:
+        summary = PriceStore(args.store).migrate(progress=bar)
+    print(f"{args.store}: {summary}")
+    return 0
+
+
+def register_store(subparsers) -> None:
+    p = subparsers.add_parser("store", help="check, compact or migrate the price store",
+                              description="Maintenance of the price store. Exit codes: 0 ok; "
+                                          "1 damage found (verify); 2 user error or a damaged "
+                                          "store (compact, migrate).")
+    ops = p.add_subparsers(dest="op", metavar="OP", parser_class=_Parser)
+    ops.required = True
+    v = ops.add_parser("verify", help="check every data file against its recorded size and "
+                                      "SHA-256; list what is wrong (exit 1 if anything is)")
+    _store_option(v, quiet=True)
+    v.set_defaults(func=_store_verify)
+    c = ops.add_parser("compact", help="fold the delta files into the year segments "
+                                       "(ingest does it when worthwhile); changes no data")
+    _store_option(c, quiet=True)
+    c.add_argument("--full", action="store_true", help="rewrite every segment, not only those "
+                                                        "with pending deltas")
+    c.set_defaults(func=_store_compact)
+    m = ops.add_parser("migrate", help="rewrite a store of format v1 in the current format "
+                                       "(the first ingest does it too)")
+    _store_option(m, quiet=True)
+    m.set_defaults(func=_store_migrate)
+
+
 # ----------------------------------------------------------------------------- report
 def _report(args) -> int:
     import quantfit as qf
@@ -172,8 +252,8 @@ def register_report(subparsers) -> None:
                                           "(qf.read_results) and write DIR/report/index.html.")
     p.add_argument("--out", required=True, metavar="DIR", help="the nightly job's output folder")
     p.add_argument("--title", default=None, help="page title (default: quantfit report)")
-    p.add_argument("--years", type=float, default=10.0,
-                   help="show this many years up to the latest date (default: 10)")
+    p.add_argument("--years", type=_years, default=10.0,
+                   help=f"show this many years up to the latest date (default: 10; at most {MAX_YEARS})")
     p.set_defaults(func=_report)
 
 
@@ -204,8 +284,8 @@ def register_bench(subparsers) -> None:
 
 
 #: Subcommand registrars, in help order.
-COMMANDS: list[Callable] = [register_ingest, register_prices, register_refresh, register_report,
-                            register_bench]
+COMMANDS: list[Callable] = [register_ingest, register_prices, register_store, register_refresh,
+                            register_report, register_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -44,6 +44,7 @@ import pyarrow.parquet as pq
 
 from quantfit._atomic import (exclusive_lock, fsync_dir, read_manifest, remove_temp_files,
                               write_json_atomic)
+from quantfit.data.dates import parse_date
 from quantfit.errors import DataError
 from quantfit.results import RollingFit
 
@@ -224,15 +225,9 @@ def _committed(rs: ResultSet) -> dict:
 
 
 def _parse_date(value, what: str = "date") -> pd.Timestamp:
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        ts = None
-    if ts is None or ts is pd.NaT:
-        raise DataError(f"bad {what} {value!r}: use YYYY-MM-DD")
-    if ts.tzinfo is not None:
-        ts = ts.tz_localize(None)
-    return ts.normalize()
+    """A date given by the user: the data layer's rules (ISO or another unambiguous text form,
+    a ``YYYYMMDD`` integer, a Timestamp/datetime/date as its local calendar date)."""
+    return parse_date(value, what)
 
 
 def _retrying(read, what: str):
@@ -252,8 +247,10 @@ def read_betas(out_dir: str | os.PathLike, date=None, term: str | None = None) -
     ----------
     out_dir : the ``--out`` directory of ``quantfit refresh`` (its ``LATEST`` result set is
         read), or one result set directory ``out/<key>``.
-    date : the date to read (anything ``pd.Timestamp`` parses); default the latest date with
-        results.
+    date : the date to read: ISO text (``"2024-06-28"``) or another unambiguous form, a
+        ``YYYYMMDD`` integer (``20240628``), a Timestamp/datetime/date (its local calendar
+        date); ambiguous text such as ``"05.07.2024"`` is refused. Default: the latest date
+        with results.
     term : one term (a factor name, or ``"alpha"``). Default: every factor (not ``"alpha"``).
 
     Returns

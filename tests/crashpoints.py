@@ -3,7 +3,10 @@
 Imported by the child scripts of test_store.py and test_refresh.py (which put this folder on
 ``sys.path``). ``arm(mode)`` patches the I/O calls the writers use; modes:
 
-* ``write:k``       die half-way through writing the k-th parquet file (half the bytes flushed);
+* ``write:k``       die half-way through writing the k-th parquet file (half the bytes flushed;
+                    the price store encodes into memory first, so there it dies before the file);
+* ``file:k``        die half-way through the k-th new data file of the price store (half its
+                    bytes on disk, not fsynced: ``quantfit._atomic.write_new_file``);
 * ``before_commit`` die just before ``manifest.json`` is replaced (the commit point);
 * ``after_commit``  die just after it was replaced;
 * ``unlink:k``      die at the k-th deletion of a superseded data file (after the commit);
@@ -40,6 +43,20 @@ def arm(mode: str) -> str:
             die()
 
         pq.write_table = write_table
+    elif kind == "file":
+        from quantfit import _atomic
+        k, real_new, count = int(arg), _atomic.write_new_file, [0]
+
+        def write_new_file(path, data):
+            count[0] += 1
+            if count[0] < k:
+                return real_new(path, data)
+            with open(path, "xb") as fh:
+                fh.write(data[: len(data) // 2])
+                fh.flush()
+            die()
+
+        _atomic.write_new_file = write_new_file
     elif kind in ("before_commit", "after_commit"):
         real_replace = os.replace
 

@@ -102,7 +102,7 @@ def test_portfolio_file_first_section_missing_codes(tmp_path):
     ("just some text\nno data here\n", "no data rows"),
     ("19260701,0.1,0.2\n", "no column header"),
     (",A,B\n19260701,0.1\n", "has 1 values, header has 2"),
-    (",A,B\n19261301,0.1,0.2\n", "bad date key"),
+    (",A,B\n19261301,0.1,0.2\n", "date key: date '19261301' \\(row 0\\) does not match date_format '%Y%m%d'"),
 ])
 def test_malformed(text, match):
     with pytest.raises(DataError, match=match):

@@ -97,6 +97,30 @@ def test_missing_or_bad_date_is_a_clear_error(case, date, match):
         assert "results cover 2016-" in str(info.value) and "to 2024-11-29" in str(info.value)
 
 
+@pytest.mark.parametrize("date", [20240628, "20240628", "28.06.2024", "Jun 28, 2024",
+                                  pd.Timestamp("2024-06-28 23:00", tz="Asia/Tokyo"), np.datetime64("2024-06-28")])
+def test_date_forms_follow_the_data_layers_rules(case, date):
+    """A YYYYMMDD integer is that day (not 1970-01-01 + nanoseconds); unambiguous text and
+    aware timestamps (their local date) read the same day."""
+    want = qf.read_betas(case["root"] / "out", "2024-06-28")
+    got = qf.read_betas(case["root"] / "out", date)
+    assert got.attrs["date"] == pd.Timestamp("2024-06-28")
+    pd.testing.assert_series_equal(got, want)
+
+
+@pytest.mark.parametrize("date, match", [
+    ("05.07.2024", r"bad date '05\.07\.2024': day and month could be either way round; write it as YYYY-MM-DD"),
+    (1719532800, r"bad date 1719532800: write it as YYYY-MM-DD \(an integer date is YYYYMMDD\)"),
+    (2024.5, r"bad date 2024\.5"),
+    ("4870-01-01", r"outside the supported range"),
+])
+def test_ambiguous_or_odd_dates_are_refused(case, date, match):
+    with pytest.raises(DataError, match=match):
+        qf.read_betas(case["root"] / "out", date)
+    with pytest.raises(DataError, match=match.replace("bad date", "bad start")):
+        qf.read_results(case["root"] / "out", start=date)
+
+
 def test_unknown_term_and_no_results(case, tmp_path):
     with pytest.raises(DataError, match="unknown term 'QQQ'"):
         qf.read_betas(case["root"] / "out", term="QQQ")

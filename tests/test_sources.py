@@ -263,9 +263,9 @@ def test_csv_long_with_volume_any_case(tmp_path):
 @pytest.mark.parametrize("text, match", [
     ("date,AAA\n2024-01-02,10\n2024-01-03,-1\n", r"positive.*AAA on 2024-01-03"),
     ("date,AAA\n2024-01-02,10\n2024-01-03,abc\n", r"non-numeric price 'abc' for ticker AAA on 2024-01-03"),
-    ("date,AAA\n2024-01-02,10\nnot-a-date,11\n", r"unparsable or missing date 'not-a-date'"),
+    ("date,AAA\n2024-01-02,10\nnot-a-date,11\n", r"unparsable date 'not-a-date' \(data row 2\)"),
     ("date,AAA,AAA\n2024-01-02,10,11\n", r"ticker AAA appears twice"),
-    ("date,AAA\n2024-01-02,10\n2024-01-02,11\n", r"duplicate \(date, ticker\): ticker AAA on 2024-01-02"),
+    ("date,AAA\n2024-01-02,10\n2024-01-02,11\n", r"date 2024-01-02 appears twice \(data rows 1 and 2\)"),
     ("date\n2024-01-02\n", r"at least one ticker column"),
     ("date,AAA\n", r"header only"),
     ("", r"empty file"),

@@ -1,11 +1,12 @@
 """PriceStore: round trip, upsert semantics, validation before writing, atomic commits under
-SIGKILL, serialized concurrent writers, consistent reads during writes."""
+SIGKILL, serialized concurrent writers, consistent reads during writes.
+
+Layout, change tracking, damage and migration: test_store_layout.py, test_store_changes.py,
+test_store_damage.py."""
 
 from __future__ import annotations
 
 import fcntl
-import json
-import os
 import shutil
 import signal
 import subprocess
@@ -22,36 +23,7 @@ import pytest
 import quantfit as qf
 from quantfit.data.store import MANIFEST, IngestSummary
 from quantfit.errors import DataError
-
-
-def snapshot(root: Path) -> dict[str, bytes]:
-    """Every file under root (relative path -> bytes): 'untouched' means this is equal."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def make_long(tickers, dates, seed=0, scale=1.0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    n = len(tickers) * len(dates)
-    return pd.DataFrame({
-        "date": np.tile(pd.DatetimeIndex(dates).to_numpy(), len(tickers)),
-        "ticker": np.repeat(np.asarray(tickers, dtype=object), len(dates)),
-        "close": scale * (10 + rng.random(n) * 90),
-        "volume": rng.integers(0, 10**6, n).astype(float),
-    })
-
-
-def wide_of(long: pd.DataFrame, field="close") -> pd.DataFrame:
-    w = long.assign(ticker=long["ticker"].astype(str)).pivot(index="date", columns="ticker", values=field)
-    w = w.sort_index()[sorted(w.columns)].astype("float64")
-    w.index = pd.DatetimeIndex(w.index, name="date").astype("datetime64[us]")
-    w.columns = pd.Index(list(w.columns), dtype=object)
-    w.columns.name = None
-    return w
-
-
-def assert_wide_equal(got, expected):
-    pd.testing.assert_frame_equal(got, expected, check_freq=False)
-
+from storekit import assert_wide_equal, data_files, live_files, make_long, snapshot, wide_of
 
 DATES = pd.bdate_range("2020-01-01", periods=30)
 
@@ -87,16 +59,19 @@ def test_reingest_same_data_writes_nothing(store):
     assert snapshot(store.path) == before
 
 
-def test_upsert_replaces_appends_and_rewrites_only_touched_buckets(store):
+def test_upsert_replaces_appends_and_writes_only_the_touched_bucket(store):
     tickers = [f"T{i:03d}" for i in range(40)]
     base = make_long(tickers, DATES)
     store.ingest(base)
-    files_before = set(os.listdir(store.path / "data"))
+    files_before = snapshot(store.path / "data")
     change = base[(base["ticker"] == "T007") & (base["date"] == DATES[3])].assign(close=123.25)
     s = store.ingest(change)
     assert (s.rows_added, s.rows_replaced, s.rows_unchanged, s.files_written) == (0, 1, 0, 1)
-    files_after = set(os.listdir(store.path / "data"))
-    assert len(files_before - files_after) == 1 and len(files_after - files_before) == 1
+    files_after = snapshot(store.path / "data")
+    assert all(files_after[n] == b for n, b in files_before.items())  # nothing rewritten or removed
+    new = sorted(set(files_after) - set(files_before))  # one delta of T007's bucket + the change log
+    bucket = qf.data.store.bucket_of("T007", 64)
+    assert [n[:4] for n in new] == ["c-g2", f"d{bucket:03d}"]
     assert store.prices(["T007"]).loc[DATES[3], "T007"] == 123.25
 
     more_dates = pd.bdate_range(DATES[-1] + pd.offsets.BDay(), periods=5)
@@ -164,8 +139,8 @@ def _bad_inputs():
         (at(good, "close", np.nan), r"ticker BADT"),
         (at(good, "close", np.inf), r"ticker BADT.* inf"),
         (at(good, "close", "12,5"), r"ticker BADT"),
-        (at(good, "date", "2020-02-30"), r"unparsable or missing date '2020-02-30' for ticker BADT \(row 6\)"),
-        (at(good, "date", None), r"missing date None for ticker BADT"),
+        (at(good, "date", "2020-02-30"), r"invalid date '2020-02-30' for ticker BADT \(row 6\): no such day"),
+        (at(good, "date", None), r"missing date for ticker BADT \(row 6\)"),
         (at(good, "ticker", None), r"missing ticker in row 6"),
         (at(good, "volume", -3.0), r"volume must be a non-negative number: ticker BADT"),
         (pd.concat([good, good.iloc[[7]]], ignore_index=True), r"duplicate \(date, ticker\): ticker BADT on 2020-01-03"),
@@ -200,8 +175,7 @@ def test_orphans_ignored_by_readers_and_removed_by_next_writer(store):
     (store.path / f"{MANIFEST}.tmp-abc").write_text("{garbage")
     assert_wide_equal(store.prices(), wide_of(long))
     store.ingest(make_long(["C"], DATES))
-    live = {e["file"] for e in json.loads((store.path / MANIFEST).read_text())["files"].values()}
-    assert set(os.listdir(store.path / "data")) == live
+    assert data_files(store.path) == live_files(store.path)
     assert not list(store.path.glob(f"{MANIFEST}.tmp-*"))
 
 
@@ -247,8 +221,8 @@ def _check_recovered(store_dir: Path, old_wide, new_wide) -> str:
     # the next writer cleans up whatever the killed one left behind
     s = store.ingest(make_long(["ZZZ"], pd.bdate_range("2000-01-03", periods=3)))
     assert s.rows_added == 3
-    live = {e["file"] for e in json.loads((store_dir / MANIFEST).read_text())["files"].values()}
-    assert set(os.listdir(store_dir / "data")) == live
+    assert data_files(store_dir) == live_files(store_dir)
+    assert store.verify().ok
     assert_wide_equal(store.prices().drop(columns="ZZZ").dropna(how="all"),
                       new_wide if state == "new" else old_wide)
     return state
@@ -387,3 +361,36 @@ def test_reads_during_writes_see_one_snapshot(store):
     t.join(30)
     assert not errors
     assert seen and all(len(v) == 1 for v in seen)  # never a mix of two commits
+
+
+def test_reads_during_appends_and_compactions_see_one_snapshot(tmp_path):
+    """Deltas, folds and compactions replace files under readers: every read is one commit."""
+    store = qf.PriceStore(tmp_path / "store", buckets=4)
+    tickers = [f"S{i:03d}" for i in range(40)]
+    store.ingest(make_long(tickers, DATES[:20]).assign(close=1.0))
+    stop, seen, errors = threading.Event(), [], []
+
+    def reader():
+        while not stop.is_set():
+            try:
+                w = store.prices(start=DATES[15], lookback=3)
+                seen.append((len(w), tuple(np.unique(w.to_numpy()[-1]))))
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+                return
+
+    t = threading.Thread(target=reader)
+    t.start()
+    for k in range(20, 30):  # day k: every ticker gets close k on day k, and every past close k
+        store.ingest(make_long(tickers, DATES[:k + 1]).assign(close=float(k)))
+        if k % 3 == 0:
+            store.compact(full=k % 2 == 0)
+        time.sleep(0.02)
+    stop.set()
+    t.join(30)
+    assert not errors
+    # a read sees one commit: the first (closes 1, days 0-19) or the k-th (closes k, days 0-k);
+    # with 3 rows of look-back before day 15 that is 3 + 5 or 3 + k - 14 rows
+    assert seen and all(len(vals) == 1 and n == (8 if vals[0] == 1.0 else int(vals[0]) - 11)
+                        for n, vals in seen)
+    assert len({vals for _, vals in seen}) > 2  # the reader really ran across several commits

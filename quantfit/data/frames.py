@@ -10,7 +10,10 @@ Conventions used by every source and by ``PriceStore``:
 
 ``validate_long`` is the single gate in front of the store: it is fully vectorized (a 12.6 M
 row frame validates in a few seconds) and raises ``DataError`` naming the first bad
-ticker/date/row, plus how many more rows share the problem.
+ticker/date/row, plus how many more rows share the problem. Dates follow
+``quantfit.data.dates`` (one format per column, local calendar dates, pandas' range), tickers
+``quantfit.data.tickers`` (upper-cased, a fixed character set; ``normalize_tickers`` is the
+rule for look-ups too).
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from quantfit.data.dates import DATE_DTYPE, parse_dates
+from quantfit.data.tickers import normalize_ticker, normalize_tickers
 from quantfit.errors import DataError
 
-#: dtype of every date index/column this layer returns (pandas' own default resolution).
-DATE_DTYPE = "datetime64[us]"
+__all__ = ["DATE_DTYPE", "REQUIRED_COLUMNS", "day_numbers", "normalize_tickers", "parse_dates",
+           "row_keys", "to_long", "validate_long"]
 
 REQUIRED_COLUMNS = ("date", "ticker", "close")
 
@@ -50,49 +55,67 @@ def _first_bad(mask: np.ndarray, frame: pd.DataFrame, what: str, raw: pd.Series,
                      f"(row {i}) has {_show(raw.iloc[i])}{more}")
 
 
-def parse_dates(raw: pd.Series, source: str | None = None, tickers: pd.Series | None = None) -> pd.Series:
-    """Parse a date column to tz-naive midnight timestamps (``DATE_DTYPE``); unparsable values raise.
-
-    ``tickers`` (aligned with ``raw``) only serves to name the ticker in the error message.
-    """
-    if isinstance(raw.dtype, pd.DatetimeTZDtype):
-        parsed = raw.dt.tz_localize(None)
-    elif pd.api.types.is_datetime64_any_dtype(raw.dtype):
-        parsed = raw
-    else:
-        # ISO first (fast, exact); anything else falls back to pandas' own inference.
-        parsed = pd.to_datetime(raw, errors="coerce", format="ISO8601")
-        bad = parsed.isna() & raw.notna()
-        if bad.any():
-            parsed = parsed.where(~bad, pd.to_datetime(raw.where(bad), errors="coerce", format="mixed"))
-    bad = parsed.isna().to_numpy()
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        n = int(bad.sum())
-        more = f" (and {n - 1} more)" if n > 1 else ""
-        who = f" for ticker {tickers.iloc[i]!s}" if tickers is not None else ""
-        raise DataError(f"{_where(source)}unparsable or missing date {_show(raw.iloc[i])}{who} (row {i}){more}")
-    return parsed.dt.normalize().astype(DATE_DTYPE)
-
-
-def _parse_tickers(raw: pd.Series, source: str | None) -> pd.Series:
-    """Tickers as a categorical of stripped, non-empty strings."""
+def _parse_tickers(raw: pd.Series, source: str | None) -> tuple[pd.Series, dict[str, list[str]]]:
+    """Tickers as a categorical of normalized names (``quantfit.data.tickers``: stripped,
+    upper-cased, checked), and the spellings that were merged into one name (``aapl``/``AAPL``)."""
     cat = raw if isinstance(raw.dtype, pd.CategoricalDtype) else raw.astype("category")
-    missing = (cat.cat.codes.to_numpy() < 0)
+    codes = cat.cat.codes.to_numpy()
+    # An empty or blank name is a missing ticker, like None/NaN ("NA" is a ticker).
+    blank = np.array([isinstance(c, str) and not c.strip() for c in cat.cat.categories] + [True])
+    missing = blank[codes]  # code -1 (None/NaN) picks the trailing True
     if missing.any():
         i = int(np.flatnonzero(missing)[0])
         raise DataError(f"{_where(source)}missing ticker in row {i} ({int(missing.sum())} rows in all)")
-    cats = pd.Index([str(c).strip() for c in cat.cat.categories])
-    if (cats == "").any():
-        rows = np.flatnonzero(cats[cat.cat.codes.to_numpy()] == "")
-        raise DataError(f"{_where(source)}empty ticker name in row {int(rows[0])}")
-    # Stripping may merge categories (" AAPL" and "AAPL"): rebuild the categorical.
+    names = []
+    for k, c in enumerate(cat.cat.categories):
+        try:
+            names.append(normalize_ticker(c))
+        except DataError as exc:
+            raise DataError(f"{_where(source)}{exc} (row {int(np.argmax(codes == k))})") from None
+    cats = pd.Index(names)
+    spellings: dict[str, list[str]] = {}
+    for c, n in zip(cat.cat.categories, names):
+        spellings.setdefault(n, []).append(str(c))
+    merged = {n: v for n, v in spellings.items() if len(v) > 1}
     if cats.has_duplicates or not cats.equals(cat.cat.categories):
-        return pd.Series(pd.Categorical(cats[cat.cat.codes.to_numpy()]), index=raw.index)
-    return cat
+        # Upper-casing or stripping merged categories (" aapl" and "AAPL"): rebuild.
+        uniq, inverse = np.unique(np.asarray(names, dtype=object), return_inverse=True)
+        return pd.Series(pd.Categorical.from_codes(inverse[codes], categories=pd.Index(uniq))), merged
+    return cat.reset_index(drop=True), merged
 
 
-def validate_long(frame: pd.DataFrame, source: str | None = None) -> pd.DataFrame:
+def _columns(frame: pd.DataFrame, source: str | None) -> dict[str, object]:
+    """Map ``date, ticker, close, volume`` to the frame's column labels (case-insensitive);
+    two labels for one of them (``Close`` and ``close``, or ``close`` twice) are ambiguous."""
+    found: dict[str, object] = {}
+    for c in frame.columns:
+        key = str(c).strip().lower()
+        if key in (*REQUIRED_COLUMNS, "volume"):
+            if key in found:
+                both = (f"two columns named {c!r}" if str(found[key]) == str(c) else
+                        f"columns {found[key]!r} and {c!r} both mean {key}")
+                raise DataError(f"{_where(source)}ambiguous columns: {both}; keep one")
+            found[key] = c
+    return found
+
+
+def _numbers(raw: pd.Series, name: str, source: str | None) -> pd.Series:
+    """A numeric column as float64 (non-numbers become NaN for the caller to report);
+    booleans are refused outright rather than stored as 1.0 and 0.0."""
+    is_bool = pd.api.types.is_bool_dtype(raw.dtype)
+    if not is_bool and raw.dtype == object and pd.api.types.infer_dtype(raw, skipna=True) in (
+            "boolean", "mixed", "mixed-integer"):
+        flags = raw.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool)
+        if flags.any():
+            raise DataError(f"{_where(source)}{name} must be numbers, not booleans "
+                            f"(row {int(np.flatnonzero(flags)[0])} is {raw.iloc[int(np.flatnonzero(flags)[0])]!r})")
+    if is_bool:
+        raise DataError(f"{_where(source)}{name} must be numbers, not booleans (column dtype {raw.dtype})")
+    return pd.to_numeric(raw, errors="coerce").astype("float64")
+
+
+def validate_long(frame: pd.DataFrame, source: str | None = None, *,
+                  date_format: str | None = None) -> pd.DataFrame:
     """Check a long price frame and return a clean copy, or raise ``DataError``.
 
     Parameters
@@ -100,23 +123,27 @@ def validate_long(frame: pd.DataFrame, source: str | None = None) -> pd.DataFram
     frame : DataFrame with columns ``date, ticker, close`` and optionally ``volume``
         (column names are matched case-insensitively). Extra columns are ignored.
     source : name for error messages (a file path, "yfinance", ...).
+    date_format : strptime format of text dates (``"%d.%m.%Y"``); by default text dates follow
+        the rules of ``quantfit.data.dates`` (ISO and other unambiguous forms, one per column).
 
     Returns
     -------
-    DataFrame with a RangeIndex and columns ``date`` (datetime64, tz-naive midnight),
-    ``ticker`` (categorical of str), ``close`` (float64, > 0, finite) and ``volume`` (float64,
+    DataFrame with a RangeIndex and columns ``date`` (datetime64, tz-naive midnight; a
+    timezone-aware date keeps its local calendar date), ``ticker`` (categorical of normalized
+    names: stripped, upper-cased, see ``quantfit.data.tickers``), ``close`` (float64, > 0, finite) and ``volume`` (float64,
     >= 0 or NaN; all NaN when the input had none). Row order is kept. ``frame.attrs
     ["has_volume"]`` says whether the input carried a volume column.
 
     Raises
     ------
-    DataError for: not a DataFrame, missing columns, no rows, missing/empty tickers,
-    unparsable dates, non-numeric/non-positive/non-finite closes, negative volumes, and a
-    (date, ticker) pair that occurs twice.
+    DataError for: not a DataFrame, missing or ambiguous columns (``Close`` and ``close``), no
+    rows, missing or invalid tickers, unparsable, ambiguous or out-of-range dates, boolean,
+    non-numeric, non-positive or non-finite closes, boolean or negative volumes, and a (date,
+    ticker) pair that occurs twice (``aapl`` and ``AAPL`` being one ticker).
     """
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"{_where(source)}expected a DataFrame, got {type(frame).__name__}")
-    lower = {str(c).strip().lower(): c for c in frame.columns}
+    lower = _columns(frame, source)
     missing = [c for c in REQUIRED_COLUMNS if c not in lower]
     if missing:
         raise DataError(f"{_where(source)}missing column(s) {', '.join(missing)}; "
@@ -125,11 +152,11 @@ def validate_long(frame: pd.DataFrame, source: str | None = None) -> pd.DataFram
         raise DataError(f"{_where(source)}no rows to ingest (empty input)")
 
     raw = {c: frame[lower[c]].reset_index(drop=True) for c in (*REQUIRED_COLUMNS, "volume") if c in lower}
-    out = pd.DataFrame({"ticker": _parse_tickers(raw["ticker"], source)})
-    out.insert(0, "date", parse_dates(raw["date"], source, out["ticker"]))
+    tickers, merged = _parse_tickers(raw["ticker"], source)
+    out = pd.DataFrame({"date": parse_dates(raw["date"], source, tickers, date_format=date_format),
+                        "ticker": tickers})
 
-    close = pd.to_numeric(raw["close"], errors="coerce").astype("float64")
-    cv = close.to_numpy()
+    cv = _numbers(raw["close"], "close", source).to_numpy()
     bad = ~(np.isfinite(cv) & (cv > 0))
     if bad.any():
         raise _first_bad(bad, out, "close must be a positive finite number", raw["close"], source)
@@ -137,7 +164,7 @@ def validate_long(frame: pd.DataFrame, source: str | None = None) -> pd.DataFram
 
     has_volume = "volume" in raw
     if has_volume:
-        vol = pd.to_numeric(raw["volume"], errors="coerce").astype("float64").to_numpy()
+        vol = _numbers(raw["volume"], "volume", source).to_numpy()
         bad = (np.isnan(vol) & raw["volume"].notna().to_numpy()) | (vol < 0) | np.isinf(vol)
         if bad.any():
             raise _first_bad(bad, out, "volume must be a non-negative number", raw["volume"], source)
@@ -150,9 +177,12 @@ def validate_long(frame: pd.DataFrame, source: str | None = None) -> pd.DataFram
     dup = keys[order][1:] == keys[order][:-1]
     if dup.any():
         i = int(order[1:][dup][0])
-        raise DataError(f"{_where(source)}duplicate (date, ticker): ticker {out['ticker'].iloc[i]} "
+        name = out["ticker"].iloc[i]
+        case = (f" (tickers are upper-cased: {', '.join(map(repr, sorted(merged[name])))} are one ticker)"
+                if name in merged else "")
+        raise DataError(f"{_where(source)}duplicate (date, ticker): ticker {name} "
                         f"on {out['date'].iloc[i].date().isoformat()} occurs more than once "
-                        f"(row {i}; {int(dup.sum())} duplicate rows in all)")
+                        f"(row {i}; {int(dup.sum())} duplicate rows in all){case}")
     out.attrs["has_volume"] = has_volume
     return out
 

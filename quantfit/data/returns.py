@@ -1,4 +1,5 @@
-"""``qf.returns``: prices -> per-period returns, optionally in excess of a risk-free rate.
+"""``qf.returns``: prices -> per-period returns, optionally in excess of a risk-free rate;
+``qf.excess_returns``: the same excess rule for returns you already have (e.g. compounded).
 
 Conventions:
 
@@ -9,8 +10,13 @@ Conventions:
   out of it NaN, never a zero (pandas ``pct_change(fill_method=None)``);
 * ``rf`` is a per-period rate in decimals (e.g. ``qf.sources.french(...)["RF"]``) aligned by
   date, or a scalar; every return date must have an ``rf`` value, otherwise ``DataError``
-  (trim or align it yourself: a silently missing rate would bias the excess return). For
-  ``kind="log"`` the rate is turned into a log rate first: excess = log return - log(1 + rf).
+  (trim or align it yourself: a silently missing rate would bias the excess return). Rates
+  must be finite (a scalar or any value of the Series). For ``kind="log"`` the rate is turned
+  into a log rate first: excess = log return - log(1 + rf), so ``rf`` must be above -1.
+* ``excess_returns(returns, rf, kind)`` applies that rule to returns at any frequency, e.g.
+  monthly returns from ``qf.compound`` against the monthly Ken French ``RF``
+  (``qf.sources.factor_model("ff3", freq="M")["RF"]``); ``returns(prices, rf=...)`` is
+  ``excess_returns(returns(prices), rf)``.
 """
 
 from __future__ import annotations
@@ -44,15 +50,15 @@ def _check_prices(prices) -> None:
                         f"is {float(values.reshape(len(prices), -1)[r, c[0]])!r}")
 
 
-def _rf_series(rf, index: pd.DatetimeIndex) -> pd.Series:
-    """The risk-free rate per return date (decimals), or DataError when a date has none."""
+def _rf_series(rf, index: pd.DatetimeIndex, kind: str) -> pd.Series:
+    """The risk-free rate per return date (decimals), or DataError when a date has none or a
+    rate is unusable (infinite; at or below -1 for log returns, where log(1 + rf) is undefined)."""
     if isinstance(rf, pd.DataFrame):
         if rf.shape[1] != 1:
             raise DataError(f"rf must be one column, got {rf.shape[1]}")
         rf = rf.iloc[:, 0]
-    if isinstance(rf, Real) and not isinstance(rf, bool):
-        if not np.isfinite(rf):
-            raise DataError(f"rf must be finite, got {rf!r}")
+    if isinstance(rf, Real) and not isinstance(rf, (bool, np.bool_)):
+        _check_rates(np.array([float(rf)]), kind, lambda i: f"rf is {float(rf)!r}")
         return pd.Series(float(rf), index=index)
     if not isinstance(rf, pd.Series):
         raise DataError(f"rf must be a Series of per-period rates or a number, got {type(rf).__name__}")
@@ -60,13 +66,35 @@ def _rf_series(rf, index: pd.DatetimeIndex) -> pd.Series:
         raise DataError("rf must be indexed by date (DatetimeIndex)")
     if rf.index.has_duplicates:
         raise DataError(f"rf has duplicate date {rf.index[rf.index.duplicated()][0].date()}")
-    aligned = pd.to_numeric(rf, errors="coerce").astype("float64").reindex(index)
+    if pd.api.types.is_bool_dtype(rf.dtype):
+        raise DataError("rf must be numbers, not booleans")
+    numeric = pd.to_numeric(rf, errors="coerce").astype("float64")
+    bad = numeric.isna() & rf.notna()
+    if bad.any():
+        raise DataError(f"rf has a non-numeric value {rf[bad].iloc[0]!r} on {rf.index[bad.to_numpy()][0].date()}")
+    aligned = numeric.reindex(index)
     missing = aligned.isna()
     if missing.any():
         first = index[missing.to_numpy()][0]
         raise DataError(f"rf has no value for {int(missing.sum())} of {len(index)} return dates "
                         f"(first {first.date()}); align or trim rf and the prices to a common range")
+    values = aligned.to_numpy()
+    _check_rates(values, kind, lambda i: f"rf on {index[i].date()} is {float(values[i])!r}")
     return aligned
+
+
+def _check_rates(values: np.ndarray, kind: str, shown) -> None:
+    """Rates must be finite, and above -1 for log returns (log1p(-1) = -inf, below: NaN)."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"rf must be finite: {shown(i)}")
+    if kind == "log":
+        bad = values <= -1
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(f"rf must be above -1 (a -100% rate) for log returns, where the "
+                            f"excess is log(1 + rf): {shown(i)}")
 
 
 def returns(prices: Frame, kind: Literal["simple", "log"] = "simple", rf=None) -> Frame:
@@ -96,9 +124,34 @@ def returns(prices: Frame, kind: Literal["simple", "log"] = "simple", rf=None) -
     else:
         out = np.log(px).diff()
     out = out.iloc[1:]
-    if rf is not None:
-        rate = _rf_series(rf, out.index)
-        if kind == "log":
-            rate = np.log1p(rate)
-        out = out.sub(rate, axis=0) if isinstance(out, pd.DataFrame) else (out - rate).rename(out.name)
-    return out
+    return out if rf is None else excess_returns(out, rf, kind)
+
+
+def excess_returns(returns: Frame, rf, kind: Literal["simple", "log"] = "simple") -> Frame:
+    """Returns in excess of a risk-free rate per period: ``r - rf`` (log: ``r - log1p(rf)``).
+
+    Parameters
+    ----------
+    returns : DataFrame (DatetimeIndex x assets) or Series of per-period returns, decimals.
+    rf : the risk-free rate per period of ``returns`` (daily rates for daily returns, monthly
+        for monthly), decimals: a Series indexed by date, aligned by date, with a value for
+        every date of ``returns`` (else ``DataError``: trim to the common range first), or a
+        scalar. A factor model's ``RF`` column is that rate:
+        ``qf.sources.factor_model("ff3", freq="M")["RF"]``.
+    kind : how ``returns`` were computed: ``"simple"`` or ``"log"``.
+
+    Returns
+    -------
+    Same type and index as ``returns``, float64; NaN where the return is NaN.
+    """
+    if kind not in ("simple", "log"):
+        raise DataError(f"kind must be 'simple' or 'log', got {kind!r}")
+    if not isinstance(returns, (pd.DataFrame, pd.Series)):
+        raise DataError(f"returns must be a DataFrame or Series, got {type(returns).__name__}")
+    if not isinstance(returns.index, pd.DatetimeIndex):
+        raise DataError("returns must have a DatetimeIndex (dates as the index)")
+    rate = _rf_series(rf, returns.index, kind)
+    if kind == "log":
+        rate = np.log1p(rate)
+    out = returns.astype("float64")
+    return out.sub(rate, axis=0) if isinstance(out, pd.DataFrame) else (out - rate).rename(out.name)

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from quantfit._files import read_text
+from quantfit.data.tickers import normalize_ticker
 from quantfit.errors import DataError
 from quantfit.refresh.job import refresh
 from quantfit.refresh.params import (DEFAULT_OUT, DEFAULT_STORE, RefreshParams, parse_universe,
@@ -27,6 +29,8 @@ CONFIG_KEYS: dict[str, tuple[type, ...]] = {
     "quiet": (bool,), "verbose": (bool,), "log_file": (str,),
 }
 _PATH_KEYS = ("store", "out", "factors", "log_file")
+#: The largest config file read.
+MAX_CONFIG_BYTES = 1 << 20
 
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
@@ -34,19 +38,20 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
 
     Relative paths in it (store, out, factors, log_file, a universe file) are resolved against
     the config file's directory, so a cron job works from any working directory.
-    Unknown keys or wrong types raise ``DataError`` naming them.
+    Unknown keys or wrong types raise ``DataError`` naming them; so does a file that is not a
+    regular UTF-8 text file of at most ``MAX_CONFIG_BYTES``.
     """
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - exercised on 3.10 only
         import tomli as tomllib
     path = Path(path)
+    if not path.exists():
+        raise DataError(f"config file {path} not found")
+    # A regular UTF-8 file of bounded size (TOML is UTF-8; a FIFO or device is refused).
+    text = read_text(path, "config file", MAX_CONFIG_BYTES)
     try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"config file {path} not found") from None
-    except IsADirectoryError:
-        raise DataError(f"config file {path} is a directory") from None
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise DataError(f"config file {path}: {exc}") from None
     cfg = {k.replace("-", "_"): v for k, v in raw.items()}
@@ -78,8 +83,10 @@ def params_from(cfg: dict[str, Any]) -> RefreshParams:
     # window None means "expanding" (parsed from the flag or config); other Nones mean unset.
     kw = {k: v for k, v in cfg.items() if k in names and (v is not None or k == "window")}
     kw["store_given"] = "store" in kw
-    if "universe" in kw and isinstance(kw["universe"], str):
+    if "universe" in kw and isinstance(kw["universe"], (str, list)):
         kw["universe"] = parse_universe(kw["universe"])
+    if isinstance(kw.get("benchmark"), str):  # tickers are upper-cased everywhere: spy is SPY
+        kw["benchmark"] = normalize_ticker(kw["benchmark"], "benchmark: ")
     return RefreshParams(**kw)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,34 +84,44 @@ def check_params(p: RefreshParams) -> None:
         raise DataError("the universe is empty")
 
 
-def parse_universe(spec: str | list[str] | None, base: Path | None = None) -> list[str] | None:
-    """``"AAPL,MSFT"``, a file of tickers (one per line, ``#`` comments) or a list -> tickers.
+#: The largest universe file read (10,000 tickers take about 100 KB).
+MAX_UNIVERSE_BYTES = 16 << 20
 
-    A string naming an existing file (relative to ``base`` when given) is read as a file; a
-    string that looks like a path (has a ``/`` or a ``.txt``/``.csv`` suffix) but does not
-    exist is an error; anything else is a comma-separated list. Order kept, duplicates dropped.
+
+def parse_universe(spec: str | list[str] | None, base: Path | None = None) -> list[str] | None:
+    """``"AAPL,BRK/B"``, a file of tickers or a list -> normalized tickers (upper-cased, checked:
+    ``quantfit.data.tickers``); order kept, duplicates dropped.
+
+    A string naming an existing file (relative to ``base`` when given; a directory does not
+    count) is read as a file: one ticker per line, or several separated by commas, ``#``
+    starts a comment, blank lines are skipped; a line with an invalid ticker (``has space``)
+    is refused with its line number. A string that is not an existing file is a
+    comma-separated ticker list (``BRK/B`` is a ticker), except that a name ending in ``.txt``
+    or ``.csv`` is reported as a missing universe file.
     """
+    from quantfit._files import read_text
+    from quantfit.data.tickers import normalize_ticker
     if spec is None:
         return None
     if isinstance(spec, str):
         path = Path(spec) if base is None or Path(spec).is_absolute() else base / spec
-        if path.is_file():
+        if path.exists() and not path.is_dir():
             names = []
-            for line in path.read_text().splitlines():
-                line = line.split("#", 1)[0].strip()
-                names += [t.strip() for t in line.replace(",", " ").split()]
+            text = read_text(path, "universe file", MAX_UNIVERSE_BYTES)
+            for n, line in enumerate(text.splitlines(), 1):
+                for t in line.split("#", 1)[0].split(","):
+                    if t.strip():
+                        names.append(normalize_ticker(t, f"universe file {path}, line {n}: "))
             if not names:
                 raise DataError(f"universe file {path} lists no tickers")
-        elif "/" in spec or os.sep in spec or Path(spec).suffix.lower() in (".txt", ".csv"):
+        elif Path(spec).suffix.lower() in (".txt", ".csv"):
             raise DataError(f"universe file {path} not found")
         else:
-            names = [t.strip() for t in spec.split(",")]
+            names = [normalize_ticker(t, "universe: ") for t in spec.split(",")]
     elif isinstance(spec, (list, tuple)):
-        names = [str(t).strip() for t in spec]
+        names = [normalize_ticker(t, "universe: ") for t in spec]
     else:
         raise DataError(f"universe must be tickers or a file, got {spec!r}")
-    if any(not t for t in names):
-        raise DataError(f"bad universe {spec!r}: empty ticker name")
     return list(dict.fromkeys(names))
 
 

@@ -23,13 +23,14 @@ import io
 import os
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from quantfit.data.frames import DATE_DTYPE
+from quantfit._files import check_regular
+from quantfit.data.dates import DATE_DTYPE, parse_dates
 from quantfit.errors import DataError
 
 FTP_URL = "https://mba.tuck.dartmouth.edu/pages/faculty/ken.french/ftp/{name}_CSV.zip"
@@ -76,7 +77,8 @@ def parse_french_csv(text: str, origin: str = "Ken French CSV") -> pd.DataFrame:
     """Parse the text of a Ken French data-library CSV into wide decimal returns.
 
     Returns a DataFrame with a DatetimeIndex ``date`` (sorted) and one float64 column per
-    factor/portfolio, in decimals. Raises ``DataError`` naming ``origin`` when no data block
+    factor/portfolio, in decimals; ``attrs["date_key"]`` says whether the rows were keyed
+    ``"YYYYMMDD"`` (daily or weekly files) or ``"YYYYMM"`` (monthly). Raises ``DataError`` naming ``origin`` when no data block
     is found or a row is malformed.
     """
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
@@ -103,17 +105,18 @@ def parse_french_csv(text: str, origin: str = "Ken French CSV") -> pd.DataFrame:
         values.append([float(f) if f else np.nan for f in r[1:]])
     data = np.array(values, dtype="float64")
     data[np.isin(data, _MISSING)] = np.nan
-    fmt = "%Y%m%d" if width == 8 else "%Y%m"
-    try:
-        dates = pd.to_datetime(pd.Index(keys), format=fmt)
-    except ValueError as exc:
-        raise DataError(f"{origin}: bad date key: {exc}") from None
+    # Keys are YYYYMMDD or YYYYMM: the data layer's date rules with the format stated
+    # (invalid days and dates outside the supported range are DataErrors naming the key).
+    dates = pd.DatetimeIndex(parse_dates(pd.Series(keys), source=f"{origin}: date key",
+                                         date_format="%Y%m%d" if width == 8 else "%Y%m"))
     if width == 6:
         dates = dates + pd.offsets.MonthEnd(0)
     index = pd.DatetimeIndex(dates.astype(DATE_DTYPE), name="date")
     if index.has_duplicates:
         raise DataError(f"{origin}: date {index[index.duplicated()][0].date()} appears twice")
-    return pd.DataFrame(data / 100.0, index=index, columns=columns).sort_index()
+    frame = pd.DataFrame(data / 100.0, index=index, columns=columns).sort_index()
+    frame.attrs["date_key"] = "YYYYMMDD" if width == 8 else "YYYYMM"  # daily/weekly vs monthly
+    return frame
 
 
 def french(name_or_path: str | os.PathLike,
@@ -138,12 +141,7 @@ def french(name_or_path: str | os.PathLike,
     path = Path(text_path)
     is_file_like = path.suffix.lower() in (".csv", ".zip") or path.exists() or os.sep in text_path
     if is_file_like:
-        try:
-            blob = path.read_bytes()
-        except FileNotFoundError:
-            raise DataError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise DataError(f"{path}: is a directory") from None
+        blob = check_regular(path, "factors file").read_bytes()  # a FIFO or device is refused
         if blob[:2] == b"PK":
             return parse_french_csv(_csv_text_from_zip(blob, str(path)), str(path))
         return parse_french_csv(blob.decode("latin-1"), str(path))

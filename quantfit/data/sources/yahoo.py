@@ -24,6 +24,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from quantfit.data.dates import parse_date
 from quantfit.data.frames import to_long, validate_long
 from quantfit.errors import DataError
 
@@ -131,7 +132,8 @@ def yfinance(tickers: Iterable[str] | str, start=None, end=None, *, batch_size: 
     Parameters
     ----------
     tickers : Yahoo symbols (a list, or one string separated by spaces/commas); upper-cased.
-    start, end : passed to ``yfinance.download`` (``end`` is exclusive there); None = all history.
+    start, end : dates (``quantfit.data.dates`` rules), passed to ``yfinance.download`` as ISO
+        text (``end`` is exclusive there); None = all history.
     batch_size : tickers per ``download`` call.
     retries : extra attempts for a batch whose call raises a rate-limit or network error;
         waits ``backoff * 2**attempt`` seconds between attempts.
@@ -156,6 +158,9 @@ def yfinance(tickers: Iterable[str] | str, start=None, end=None, *, batch_size: 
     download = downloader or _default_downloader()
     sleep = sleep or time.sleep
     transient = _transient_errors()
+    # Dates by the data layer's rules (05.07.2024 is refused, not read as 7 May), sent as ISO.
+    start, end = (None if d is None else parse_date(d, f"{what} date").date().isoformat()
+                  for d, what in ((start, "start"), (end, "end")))
     kwargs = dict(start=start, end=end, auto_adjust=True, actions=False, progress=False,
                   group_by="column", multi_level_index=True)
     kwargs.update(download_kwargs)
