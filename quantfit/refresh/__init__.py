@@ -36,7 +36,7 @@ Submodules, one concept each:
 from quantfit.refresh.config import (CONFIG_KEYS, add_arguments, load_config, params_from,
                                      run_cli)
 from quantfit.refresh.inputs import update_yfinance
-from quantfit.refresh.job import REPORT_YEARS, Progress, RefreshOutcome, outcome_dict, refresh
+from quantfit.refresh.job import REPORT_YEARS, RefreshOutcome, outcome_dict, refresh
 from quantfit.refresh.params import (DEFAULT_OUT, DEFAULT_STORE, RefreshParams, canonical_params,
                                      check_params, params_key, parse_universe, parse_window)
 from quantfit.refresh.plan import GROUP_SIZE, GroupWork, Plan, make_plan
@@ -44,7 +44,7 @@ from quantfit.refresh.task import GroupResult, JobContext, run_group
 
 __all__ = [
     "CONFIG_KEYS", "DEFAULT_OUT", "DEFAULT_STORE", "GROUP_SIZE", "GroupResult", "GroupWork",
-    "JobContext", "Plan", "Progress", "REPORT_YEARS", "RefreshOutcome", "RefreshParams",
+    "JobContext", "Plan", "REPORT_YEARS", "RefreshOutcome", "RefreshParams",
     "add_arguments", "canonical_params", "check_params", "load_config", "make_plan",
     "outcome_dict", "params_from", "params_key", "parse_universe", "parse_window", "refresh",
     "run_cli", "run_group", "update_yfinance",

@@ -117,7 +117,7 @@ def run_dask(client, ctx: JobContext, work: list[GroupWork], old: dict[int, dict
     try:
         for fut in distributed.as_completed(futures):
             res = fut.result()
-            bar.advance(len(futures[fut].fit_from))
+            bar.update(len(futures[fut].fit_from))
             yield res
     finally:
         for fut in futures:

@@ -18,7 +18,9 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
+from quantfit.data.store import ChangesUnavailable
 from quantfit.errors import DataError, QuantfitError
+from quantfit.progress import Progress
 from quantfit.refresh.inputs import _ensure_store, update_yfinance
 from quantfit.refresh.params import (RefreshParams, canonical_params, check_params, params_key,
                                      parse_universe)
@@ -57,27 +59,6 @@ def outcome_dict(o: RefreshOutcome) -> dict[str, Any]:
     return d
 
 
-class Progress:
-    """A one-line stderr progress bar (``\\r``-rewritten), shown only when ``enabled``."""
-
-    def __init__(self, total: int, label: str, enabled: bool):
-        import sys
-        self.total, self.label, self.enabled, self.done = max(total, 1), label, enabled, 0
-        self._t0 = time.perf_counter()
-        self._err = sys.stderr
-
-    def advance(self, n: int = 1) -> None:
-        self.done += n
-        if self.enabled:
-            frac = self.done / self.total
-            bar = "#" * int(24 * frac)
-            self._err.write(f"\r{self.label} [{bar:<24}] {self.done}/{self.total} "
-                            f"{time.perf_counter() - self._t0:5.1f}s")
-            if self.done >= self.total:
-                self._err.write("\n")
-            self._err.flush()
-
-
 # ----------------------------------------------------------------------------- inputs
 def resolve_universe(p: RefreshParams, store, base: list[str] | None) -> list[str]:
     """The sorted universe: the given tickers, or every stored ticker but the benchmark."""
@@ -111,7 +92,7 @@ def run_local(ctx: JobContext, work: list[GroupWork], old: dict[int, dict],
     """The tasks one after the other in this process (each is memory-bounded by its group)."""
     for w in work:
         res = run_group(ctx, w, old.get(w.group, {}))
-        bar.advance(len(w.fit_from))
+        bar.update(len(w.fit_from))
         yield res
 
 
@@ -138,7 +119,8 @@ def refresh(p: RefreshParams, *, downloader: Callable | None = None,
     timings["ingest"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    store_generation, store_id = store.generation, store.store_id  # before any price is read
+    store_id = store.store_id
+    store_generation = store.generation  # read before any price: later commits are seen again
     universe = resolve_universe(p, store, base_universe)
     reg = factor_regressors(store, p.factors) if p.factors else benchmark_regressors(store, p.benchmark)
     params = canonical_params(p, reg.x.shape[1])
@@ -155,9 +137,13 @@ def refresh(p: RefreshParams, *, downloader: Callable | None = None,
             log.info("removed %d file(s) left by an interrupted run", removed)
         changes = None
         if manifest is not None and manifest["inputs"].get("store_id") == store_id:
-            changes = store.changes_since(manifest["inputs"]["store_generation"])
+            try:
+                changes = store.changes_since(manifest["inputs"]["store_generation"])
+                store_generation = changes.generation
+            except ChangesUnavailable as exc:
+                log.info("%s", exc)
         plan = make_plan(manifest, reg.rows, reg.month_hashes, universe, store_id, changes,
-                         p.window is None, lambda a: store.ticker_groups(a, GROUP_SIZE))
+                         p.window is None, lambda a: store.ticker_groups(a, p.group_size or GROUP_SIZE))
         log.info("%s: %s (%s)", rs.path, plan.mode, plan.reason)
         outcome = RefreshOutcome(mode=plan.mode, reason=plan.reason, result_dir=rs.path, key=key,
                                  warnings=list(notes))
@@ -171,8 +157,8 @@ def refresh(p: RefreshParams, *, downloader: Callable | None = None,
         if plan.work:
             t2 = time.perf_counter()
             old = {} if plan.mode == "full" else {int(g): m for g, m in manifest["files"].items()}
-            bar = Progress(plan.n_assets, "fitting", progress)
-            results = list(run_local(ctx, plan.work, old, bar))
+            with Progress("fitting", total=plan.n_assets, unit="assets", quiet=not progress) as bar:
+                results = list(run_local(ctx, plan.work, old, bar))
             timings["fit_write"] = time.perf_counter() - t2
         if manifest is None or plan.work or _inputs_moved(manifest, universe, store_generation):
             new_manifest, superseded = _assemble(p, plan, manifest, results, reg, universe, params,
@@ -180,11 +166,10 @@ def refresh(p: RefreshParams, *, downloader: Callable | None = None,
                                                  store_generation, timings, outcome)
             rs.commit(new_manifest, superseded)
             manifest = new_manifest
+        else:
+            outcome.warnings += _warnings(store, universe, reg, manifest, [], {}, ctx.min_obs)
         outcome.rows_total = manifest["results"]["rows"]
         outcome.last_date = manifest["results"]["last"]
-        outcome.warnings += _stale_warnings(store, universe, reg)
-        outcome.warnings += manifest.get("last_run", {}).get("task_warnings", []) if plan.work else []
-        outcome.warnings += _too_few_warnings(manifest, universe, ctx.min_obs)
     latest_moved = write_latest(out, key)
     report_dir = out / "report"
     if p.report and (plan.mode != "up to date" or latest_moved or not (report_dir / "index.html").exists()):
@@ -212,6 +197,7 @@ def _assemble(p, plan: Plan, manifest, results: list[GroupResult], reg: Regresso
         superseded = [e["file"] for m in manifest["files"].values() for e in m.values()]
     asset_rows: dict[str, int] = {} if full else dict(manifest.get("asset_rows", {}))
     task_warnings: list[str] = []
+    max_nobs: dict[str, int] = {}
     for r in results:
         months = files.setdefault(str(r.group), {})
         for month, entry in r.files.items():
@@ -223,6 +209,7 @@ def _assemble(p, plan: Plan, manifest, results: list[GroupResult], reg: Regresso
         for a, d in r.asset_rows.items():
             asset_rows[a] = asset_rows.get(a, 0) + d
         task_warnings += r.warnings
+        max_nobs.update(r.max_nobs)
         outcome.rows_written += r.rows_written
         outcome.files_written += sum(e is not None for e in r.files.values())
     files = {g: dict(sorted(m.items())) for g, m in sorted(files.items(), key=lambda kv: int(kv[0])) if m}
@@ -250,28 +237,34 @@ def _assemble(p, plan: Plan, manifest, results: list[GroupResult], reg: Regresso
                     "last": max((e["last"] for e in entries), default=None),
                     "rows": sum(e["rows"] for e in entries), "files": len(entries)},
         "asset_rows": {a: n for a, n in sorted(asset_rows.items()) if n},
-        "last_run": {"mode": plan.mode, "reason": plan.reason, "assets_fitted": plan.n_assets,
-                     "dates_fitted": outcome.dates_fitted, "rows_written": outcome.rows_written,
-                     "files_written": outcome.files_written,
-                     "timings": {k: round(v, 3) for k, v in timings.items()},
-                     "task_warnings": task_warnings},
     }
+    outcome.warnings += _warnings(store, universe, reg, new_manifest, task_warnings, max_nobs,
+                                  int(params["min_obs"]))
+    new_manifest["last_run"] = {
+        "mode": plan.mode, "reason": plan.reason, "assets_fitted": plan.n_assets,
+        "dates_fitted": outcome.dates_fitted, "first_fitted": None if not plan.work else str(rows[first_fit].date()),
+        "rows_fitted_on": max((r.rows_fitted_on for r in results), default=0),
+        "rows_written": outcome.rows_written, "files_written": outcome.files_written,
+        "timings": {k: round(v, 3) for k, v in timings.items()}, "warnings": outcome.warnings}
     return new_manifest, superseded
 
 
-def _stale_warnings(store, universe: list[str], reg: Regressors) -> list[str]:
-    """Universe assets without a price on the calendar's last date."""
-    info = store.ticker_info()
+def _warnings(store, universe: list[str], reg: Regressors, manifest: dict, task_warnings: list[str],
+              max_nobs: dict[str, int], min_obs: int) -> list[str]:
+    """Per asset, what a human should look at (exit code 1), one line each: no price on the
+    calendar's last date; no estimate at all; the tasks' own (no estimate on the last date,
+    windows that did not converge)."""
     last = reg.cal[-1]
-    lasts = pd.to_datetime(info["last"]).reindex(universe)
-    return [f"{a}: stale price: none on {last.date()} (last {pd.Timestamp(d).date()})"
-            for a, d in lasts.items() if pd.Timestamp(d) < last]
-
-
-def _too_few_warnings(manifest: dict, universe: list[str], min_obs: int) -> list[str]:
+    lasts = pd.to_datetime(store.ticker_info(universe)["last"]).reindex(universe)
+    stale = {a for a, d in lasts.items() if d < last}
+    out = [f"{a}: stale price: none on {last.date()} (last {lasts[a].date()})" for a in sorted(stale)]
     rows = manifest.get("asset_rows", {})
-    return [f"{a}: too few observations for any estimate (need {min_obs} valid rows in a window)"
-            for a in universe if not rows.get(a)]
+    never = [a for a in universe if not rows.get(a)]
+    for a in never:
+        most = f"at most {max_nobs[a]} valid rows in a window, " if a in max_nobs else ""
+        out.append(f"{a}: too few observations for any estimate ({most}need {min_obs})")
+    said = stale | set(never)  # one line per asset and problem
+    return out + [w for w in task_warnings if w.split(":", 1)[0] not in said]
 
 
 #: The nightly report shows this many years up to the latest date (all of it is on disk).

@@ -33,6 +33,9 @@ class RefreshParams:
         matter to the iterative solvers only; None = the solver's default).
     update : "yfinance" to ingest the latest prices first, or None.
     report : write ``out/report/index.html``.
+    group_size : assets per group, the unit of work (read, fit, write together; one part file
+        per month); None = ``plan.GROUP_SIZE``. Only new groups use it (a full rebuild, added
+        assets); it changes memory and file counts, never the numbers.
     store_given : False when ``store`` is the default; only then may an empty store be filled
         with the embedded sample (a mistyped ``--store`` must not silently become the sample).
     """
@@ -53,6 +56,7 @@ class RefreshParams:
     update: str | None = None
     report: bool = True
     store_given: bool = False
+    group_size: int | None = None
 
 
 def check_params(p: RefreshParams) -> None:
@@ -76,6 +80,9 @@ def check_params(p: RefreshParams) -> None:
         raise FitError(f"tol must be a positive number, got {p.tol!r}")
     if p.max_iter is not None and not (isinstance(p.max_iter, int) and p.max_iter >= 1):
         raise FitError(f"max_iter must be a positive integer, got {p.max_iter!r}")
+    if p.group_size is not None and not (isinstance(p.group_size, int) and not isinstance(p.group_size, bool)
+                                         and 1 <= p.group_size <= 1_000_000):
+        raise DataError(f"group_size must be an integer in [1, 1000000], got {p.group_size!r}")
     if p.update not in (None, "yfinance"):
         raise DataError(f"unknown update source {p.update!r}; the only one is 'yfinance'")
     if not p.benchmark:

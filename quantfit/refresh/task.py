@@ -63,10 +63,12 @@ class GroupResult:
     files: dict[str, dict] = field(default_factory=dict)  # month -> new manifest entry
     superseded: list[str] = field(default_factory=list)  # files the new entries replace
     rows_written: int = 0
+    rows_fitted_on: int = 0  # return rows read and fitted (the tail on an incremental night)
     asset_rows: dict[str, int] = field(default_factory=dict)  # estimate count change per asset
     terms: list[str] = field(default_factory=list)
     fit_settings: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    max_nobs: dict[str, int] = field(default_factory=dict)  # refitted assets without an estimate
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -113,10 +115,13 @@ def run_group(ctx: JobContext, work: GroupWork, old: dict[str, dict]) -> GroupRe
     t2 = time.perf_counter()
     w = _window_arrays(fit)
     res.terms, res.fit_settings = list(fit.terms), dict(fit.settings)
+    res.rows_fitted_on = len(y)
     # Windows before an asset's fit_from keep their committed rows: mask them out of the new.
     starts = np.array([work.fit_from[a] - s for a in assets])
     refit = np.arange(w.coef.shape[2])[None, :] >= starts[:, None]  # (A, T')
     res.warnings = _warnings(ctx, w, assets, refit, y.iloc[-1].notna().to_numpy())
+    none = ~(np.isfinite(w.coef[0]) & refit).any(axis=1)
+    res.max_nobs = {assets[i]: int(np.asarray(w.nobs)[i].max(initial=0)) for i in np.flatnonzero(none)}
     if not refit.all():
         w.coef = w.coef.copy()
         w.coef[0][~refit] = np.nan

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from quantfit.data.dates import parse_date
 from quantfit.errors import DataError
 from quantfit.results_store.encoding import estimate_column, file_schema, to_tidy
 from quantfit.results_store.resultset import ResultSet, open_results, retrying
@@ -36,19 +37,6 @@ def committed(rs: ResultSet) -> dict:
     return manifest
 
 
-def parse_date(value: Any, what: str = "date") -> pd.Timestamp:
-    """A user-given date -> tz-naive midnight Timestamp, or ``DataError``."""
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError, OverflowError):
-        ts = None
-    if ts is None or ts is pd.NaT:
-        raise DataError(f"bad {what} {value!r}: use YYYY-MM-DD")
-    if ts.tzinfo is not None:
-        ts = ts.tz_localize(None)
-    return ts.normalize()
-
-
 def _read_parts(rs: ResultSet, entries: list[dict], filters, columns=None) -> list[pa.Table]:
     if len(entries) <= 1:
         return [rs.read_part(e, filters, columns) for e in entries]
@@ -63,8 +51,10 @@ def read_betas(out_dir: str | os.PathLike, date=None, term: str | None = None) -
     ----------
     out_dir : the ``--out`` directory of ``quantfit refresh`` (its ``LATEST`` result set is
         read), or one result set directory ``out/<key>``.
-    date : the date to read (anything ``pd.Timestamp`` parses); default the latest date with
-        results.
+    date : the date to read: ISO text (``"2024-06-28"``) or another unambiguous form, a
+        ``YYYYMMDD`` integer (``20240628``), a Timestamp/datetime/date (its local calendar
+        date); ambiguous text such as ``"05.07.2024"`` is refused (the data layer's date
+        rules). Default: the latest date with results.
     term : one term (a factor name, or ``"alpha"``). Default: every factor (not ``"alpha"``).
 
     Returns
