@@ -61,8 +61,8 @@ def read_betas(out_dir: str | os.PathLike, date=None, term: str | None = None) -
     -------
     A Series indexed by asset (sorted) when one term is asked for or the fit has one factor
     (``name`` = the term), otherwise a DataFrame assets × factors. The date read is in
-    ``.attrs["date"]``. Assets without an estimate on that date (including assets no longer in
-    the universe) are absent.
+    ``.attrs["date"]``. Assets without an estimate on that date are absent (an asset dropped
+    from the universe gets no rows after the last run that had it).
 
     Raises
     ------
