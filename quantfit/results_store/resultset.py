@@ -21,6 +21,7 @@ by the next writer (under the lock).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import time
@@ -110,7 +111,7 @@ class ResultSet:
         try:
             table = pq.read_table(path, filters=filters, columns=columns, use_threads=False)
         except FileNotFoundError:
-            raise
+            raise FileNotFoundError(errno.ENOENT, "no such result file", str(path)) from None
         except (pa.ArrowException, OSError) as exc:
             raise DataError(f"damaged result file {path}: {exc}") from None
         if filters is None and table.num_rows != entry["rows"]:
