@@ -32,7 +32,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import nightly_data as nd
 
 HERE = Path(__file__).resolve().parent
 
@@ -63,10 +62,11 @@ def build(work: Path, n_assets: int, n_days: int) -> tuple[Path, Path]:
     """The long parquet file and the store built from it (cached by size)."""
     src = work / f"prices-{n_assets}x{n_days}.parquet"
     store = work / f"store-{n_assets}x{n_days}"
-    if not src.exists():
-        t0 = time.perf_counter()
-        rows = nd.write_universe(src, n_assets, n_days)
-        print(f"  generated {rows:,} price rows in {time.perf_counter() - t0:.1f} s", flush=True)
+    if not src.exists():  # in a child, so that this process stays small (its RSS at each fork
+        # would count in the children's peak RSS)
+        code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import nightly_data as nd; "
+                f"print(nd.write_universe({str(src)!r}, {n_assets}, {n_days}))")
+        run([sys.executable, "-c", code], "generate the prices")
     if not (store / "manifest.json").exists():
         shutil.rmtree(store, ignore_errors=True)
         code = ("import sys, pyarrow.parquet as pq, quantfit as qf\n"
@@ -101,7 +101,7 @@ def main() -> None:
     store = a.work / "store-run"
     shutil.rmtree(store, ignore_errors=True)
     shutil.copytree(store_src, store)
-    names = nd.tickers(a.assets)
+    names = [f"T{i:05d}" for i in range(a.assets)]  # nightly_data.tickers
     held_out = names[-1]
     universe = a.work / "universe.txt"
     universe.write_text("\n".join(names[:-1]) + "\n")
@@ -119,7 +119,9 @@ def main() -> None:
                         "quantfit refresh, full rebuild (2,000 assets)"))
 
     day = a.work / "next-day.csv"
-    nd.next_day(a.assets, a.days).to_csv(day, index=False, date_format="%Y-%m-%d")
+    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import nightly_data as nd; "
+            f"nd.next_day({a.assets}, {a.days}).to_csv({str(day)!r}, index=False, date_format='%Y-%m-%d')")
+    run([sys.executable, "-c", code], "generate the next day")
     rows.append(run(quantfit("ingest", "csv", str(day), "--store", str(store)),
                     f"one new day, {a.assets + 1:,} tickers: quantfit ingest csv"))
     rows.append(run(quantfit("refresh", *common, "--out", str(out), "--universe", str(universe)),

@@ -5,7 +5,7 @@ sorted by (ticker, date): the benchmark ``SPY`` over every day, and ``n_assets``
 ``T00000, T00001, ...`` that list on a random day in the first half of the sample (so about
 75 % of the ``n_assets × n_days`` cells hold a price: 56.7 M rows at 10,000 × 7,560) and trade
 every business day after that. Daily returns are ``r = α + β·m + ε`` (β ~ U(0.3, 1.8),
-m ~ 1 % daily vol, ε ~ 2 % t(4)), prices start at 50. The same arguments always give the same
+m ~ 1 % daily vol, ε ~ 2 % t(4), floored at −90 %), prices start at 50. The same arguments always give the same
 file, generated a batch of tickers at a time (memory bounded by the batch, not the universe).
 
 ``next_day(path, n_assets, n_days)`` gives the long frame of the day after the sample for
@@ -48,6 +48,7 @@ def _batch_returns(b: int, n: int, n_days: int, m: np.ndarray, seed: int):
     eps = rng.standard_t(4, (n_days, n)) * (0.02 / np.sqrt(2.0))
     start = rng.integers(0, n_days // 2, n)
     r = eps + alpha + np.multiply.outer(m, beta)
+    np.maximum(r, -0.9, out=r)  # t(4) tails: never a loss of 100 % or more in a day
     return r, start
 
 

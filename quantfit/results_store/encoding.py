@@ -88,25 +88,40 @@ def month_tables(w: WindowArrays, codes: np.ndarray, dictionary: pa.Array,
     """The windows with an estimate from date row ``t_start`` on, one table per month.
 
     ``codes`` (A,) int32: each asset's position in ``dictionary`` (its group's asset list).
+    One pass finds the rows and orders them by (month, asset, date); each month is then a
+    contiguous slice of every column (no per-month masking of strided slices).
     """
     schema = file_schema(w.terms)
-    days = w.dates.astype("datetime64[D]").astype(np.int32)
-    for month, t0, t1 in month_starts(w.dates[t_start:]):
-        t0, t1 = t0 + t_start, t1 + t_start
-        keep = np.isfinite(w.coef[0][:, t0:t1])  # (A, t1 - t0)
-        if not keep.any():
+    A, T = w.coef.shape[1:]
+    dates = w.dates[t_start:]
+    keep = np.isfinite(w.coef[0][:, t_start:])  # (A, T')
+    a_idx, t_idx = np.nonzero(keep)  # asset-major, dates ascending within an asset
+    if not len(a_idx):
+        return
+    spans = month_starts(dates)
+    col_month = np.repeat(np.arange(len(spans), dtype=np.int32), [e - s for _, s, e in spans])
+    order = np.argsort(col_month[t_idx], kind="stable")  # by month; asset-major within one
+    flat = (a_idx.astype(np.int64) * T + (t_idx + t_start))[order]
+    t_sorted = t_idx[order]
+    n_per = np.bincount(col_month[t_sorted], minlength=len(spans))
+    cuts = np.r_[0, np.cumsum(n_per)]
+    days = dates.astype("datetime64[D]").astype(np.int32)[t_sorted]
+    asset_codes = codes.astype(np.int32)[a_idx[order]]
+    columns = [days, asset_codes]
+    for i in range(len(w.terms)):
+        columns += [w.coef[i].reshape(-1)[flat], w.stderr[i].reshape(-1)[flat]]
+    for k, typ in STATS.items():
+        columns.append(np.asarray(getattr(w, k), dtype=typ.to_pandas_dtype()).reshape(-1)[flat])
+    del flat, order
+    for m, (month, _, _) in enumerate(spans):
+        lo, hi = int(cuts[m]), int(cuts[m + 1])
+        if hi == lo:
             continue
-        a_idx, t_idx = np.nonzero(keep)  # asset-major, dates ascending within an asset
         cols: list[pa.Array] = [
-            pa.array(days[t0:t1][t_idx], pa.int32()).cast(pa.date32()),
-            pa.DictionaryArray.from_arrays(pa.array(codes[a_idx], pa.int32()), dictionary),
+            pa.array(columns[0][lo:hi], pa.int32()).cast(pa.date32()),
+            pa.DictionaryArray.from_arrays(pa.array(columns[1][lo:hi], pa.int32()), dictionary),
         ]
-        for i in range(len(w.terms)):
-            cols.append(pa.array(w.coef[i][:, t0:t1][keep], pa.float64()))
-            cols.append(pa.array(w.stderr[i][:, t0:t1][keep], pa.float64()))
-        for k, typ in STATS.items():
-            arr = getattr(w, k)[:, t0:t1]
-            cols.append(pa.array(np.asarray(arr[keep], dtype=typ.to_pandas_dtype()), typ))
+        cols += [pa.array(c[lo:hi]) for c in columns[2:]]
         yield month, pa.Table.from_arrays(cols, schema=schema)
 
 
