@@ -5,7 +5,7 @@
     {"format": "quantfit-pricestore", "version": 2,
      "store_id": "<32 hex>",          # fixed when the store is created
      "buckets": 64,                   # ticker buckets, fixed when the store is created
-     "generation": 17,                # ingests that changed rows (compaction/migration do not count)
+     "generation": 17,                # ingests that changed rows, migrations that renamed tickers
      "commit": 25,                    # every commit (ingest, compaction, migration)
      "horizon": 0,                    # changes_since answers for generations >= horizon
      "files": [{"name": "s007-2019-<id>.parquet", "kind": "segment" | "delta", "bucket": 7,
