@@ -11,7 +11,8 @@ import torch
 
 from quantfit.engine import linalg as la
 from quantfit.engine.device import auto_chunk, bytes_per_asset, default_dtype, pick_device
-from quantfit.engine.moments import decayed_cumsum_, window_moments, window_sum_
+from quantfit.engine.moments import window_moments
+from quantfit.engine.windows import WindowBounds, decayed_cumsum_, padded_length, window_sums_
 from quantfit.engine.objectives import SquaredLoss
 from quantfit.engine.solvers import SOLVERS, run_solver
 
@@ -28,13 +29,20 @@ def _brute_window_sum(z: torch.Tensor, window, decay):
     return out
 
 
+def _bounds(T, window):
+    return WindowBounds.expanding(T) if window is None else WindowBounds.fixed(T, window)
+
+
+def window_sum_(buf, window, decay):
+    """Window sums of a buffer padded by ``_padded`` (the engine's exact sums)."""
+    return window_sums_(buf, _bounds(buf.shape[-1] if window is None else buf._T, window), decay)
+
+
 def _padded(z, window):
     T = z.shape[-1]
-    if window is None or window >= T:
-        return z.clone()
-    Tp = -(-T // window) * window
-    buf = torch.zeros(*z.shape[:-1], Tp, dtype=z.dtype)
+    buf = torch.zeros(*z.shape[:-1], padded_length(_bounds(T, window)), dtype=z.dtype)
     buf[..., :T] = z
+    buf._T = T
     return buf
 
 
@@ -58,7 +66,7 @@ def test_decayed_cumsum_does_not_overflow_on_long_series():
 
 
 def test_float32_window_sums_stay_relative_on_long_series():
-    """Block sums keep float32 error at the size of a window, not of the whole prefix."""
+    """Exact window sums keep float32 error at the size of a window, not of the whole prefix."""
     g = torch.Generator().manual_seed(1)
     T, W = 20_160, 252
     z64 = (torch.randn(4, T, dtype=F64, generator=g) + 1.0) ** 2  # positive, like x², y²
@@ -77,10 +85,11 @@ def test_moments_shared_and_per_asset_agree():
     x = torch.randn(T, k, dtype=F64, generator=g)
     x_valid = torch.ones(T, dtype=torch.bool)
     y = torch.randn(4, T, dtype=F64, generator=g)
-    shared = window_moments(y, x, x_valid, 60, 0.98, True)
+    b = WindowBounds.fixed(T, 60)
+    shared = window_moments(y, x, x_valid, b, 0.98, True, shared=True)
     assert shared.gram.shape[0] == 1
     y2 = torch.cat([y, torch.full((1, T), math.nan, dtype=F64)])  # forces per-asset rows
-    per = window_moments(y2, x, x_valid, 60, 0.98, True)
+    per = window_moments(y2, x, x_valid, b, 0.98, True, shared=False)
     assert per.gram.shape[0] == 5
     torch.testing.assert_close(per.gram[:4], shared.gram.expand(4, -1, -1, -1))
     torch.testing.assert_close(per.zy[:4], shared.zy)
@@ -117,7 +126,8 @@ def _objective(A=6, T=400, window=120, seed=4, k=2):
     beta = torch.randn(A, k, dtype=F64, generator=g)
     y = 0.1 + beta @ x.T + 0.5 * torch.randn(A, T, dtype=F64, generator=g)
     y[0, ::17] = math.nan
-    mom = window_moments(y, x, torch.ones(T, dtype=torch.bool), window, 1.0, True)
+    mom = window_moments(y, x, torch.ones(T, dtype=torch.bool), WindowBounds.fixed(T, window), 1.0,
+                         True, shared=False)
     return SquaredLoss(mom, mom.nobs >= window)
 
 

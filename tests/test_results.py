@@ -48,7 +48,7 @@ def test_returned_frames_do_not_write_through(fit3):
 def test_to_frame_is_tidy_and_consistent(fit3):
     long = fit3.to_frame()
     assert list(long.columns) == ["date", "asset", "term", "estimate", "std_error", "t_stat",
-                                  "r2", "resid_vol", "nobs"]
+                                  "r2", "resid_vol", "nobs", "converged", "n_iter"]
     assert long["estimate"].notna().all()
     n_est = fit3.coef("SPY").notna().to_numpy().sum()
     assert len(long) == 3 * n_est
