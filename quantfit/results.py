@@ -651,6 +651,12 @@ class _Labels:
         else:
             vals = idx.to_numpy()
             inferred = pd.api.types.infer_dtype(vals, skipna=False)
+            if any(isinstance(v, tuple) for v in vals):
+                raise FitError(f"to_parquet: {what} labels are tuples; flatten them to strings "
+                               f"first")
+            if inferred in ("mixed-integer", "mixed-integer-float"):
+                raise FitError(f"to_parquet: {what} labels mix numbers and strings; make them "
+                               f"all strings or all integers")
             if inferred == "integer" and vals.dtype.kind in "iuO":
                 kind, values = "int", [int(v) for v in vals]
             elif inferred == "string":

@@ -68,15 +68,21 @@ def covariance_factors(ginv: Tensor, units: Units) -> Tensor:
     rows = [] if M is None else [M[i].to(g.device) for i in range(p)]
 
     def quad(w: Tensor | None, i: int | None = None) -> Tensor:
+        """√(wᵀ G⁻¹ w), with w scaled to a unit maximum first: M's entries may be powers of
+        two far from 1 (rescaled columns) whose squares would overflow or underflow."""
         if w is None:  # identity M: a diagonal entry
-            return g[..., i, i]
-        nz = [j for j in range(p) if float(w[j]) != 0.0]
+            return g[..., i, i].clamp_min(0.0).sqrt()
+        m = float(w.abs().max())
+        if m == 0.0:
+            return torch.zeros_like(g[..., 0, 0])
+        u = w / m
+        nz = [j for j in range(p) if float(u[j]) != 0.0]
         out = None
         for j in nz:
             for k in nz:
-                term = g[..., j, k] * (w[j] * w[k])
+                term = g[..., j, k] * (u[j] * u[k])
                 out = term if out is None else out + term
-        return out if out is not None else torch.zeros_like(g[..., 0, 0])
+        return out.clamp_min(0.0).sqrt().mul_(m)
 
     factors = [quad(rows[i] if rows else None, i) for i in range(p)]
     for grp in units.sums:
@@ -84,7 +90,7 @@ def covariance_factors(ginv: Tensor, units: Units) -> Tensor:
         for i in grp:
             w += rows[i] if rows else torch.nn.functional.one_hot(torch.tensor(i), p).to(w)
         factors.append(quad(w))
-    return torch.stack(factors).clamp_min_(0.0).sqrt_()
+    return torch.stack(factors)
 
 
 def write_coefficients(theta: Tensor, units: Units, dst: Tensor,
@@ -138,7 +144,8 @@ def write_residual_statistics(rss: Tensor, tss: Tensor, inv_dof: Tensor, units: 
     """R² into ``r2`` and σ = √(RSS/(n − p)) into ``resid_vol`` (a, T') from ``rss`` / ``tss``
     (a, T') in working units² and ``inv_dof`` (B, T') = 1/(n − p) (NaN where there is no σ).
     NaN where ``estimate`` is False (None: the inputs are NaN there already). A negative RSS
-    (rounding of a perfect fit) gives NaN σ: such windows are flagged for the exact refit."""
+    (rounding of a perfect fit) gives NaN σ: such windows are flagged for the exact refit.
+    σ is scaled back to y's units in float64 (a power of two far from 1 may not fit float32)."""
     one = torch.ones((), dtype=rss.dtype, device=rss.device)
     direct = r2.dtype == rss.dtype and r2.device == rss.device
     val = torch.addcdiv(one, rss, tss, value=-1.0, out=r2 if direct else None)
@@ -152,10 +159,10 @@ def write_residual_statistics(rss: Tensor, tss: Tensor, inv_dof: Tensor, units: 
     vol = torch.mul(rss, inv_dof, out=resid_vol if direct else None).sqrt_()
     if estimate is not None:
         vol.masked_fill_(~estimate, float("nan"))
-    if units.scale is not None:
-        vol.mul_(units.scale.to(vol))
     if not direct:
         resid_vol.copy_(vol)
+    if units.scale is not None:
+        resid_vol.mul_(units.scale.to(resid_vol))
 
 
 def refit_flags(rss: Tensor, tss: Tensor, yy: Tensor, threshold: Tensor, intercept: bool
