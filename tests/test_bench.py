@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-import quantfit.engine
+import quantfit.spec
 from quantfit.bench import METHODS, Job, PeerUnavailable, config_for, make_workload, run_bench
 from quantfit.bench import peers
 from quantfit.bench.runner import FIELDS, beta_errors, extrapolate, reset_peak_rss, time_repeats
@@ -110,9 +110,8 @@ def test_huber_and_rlm_rows_compare_with_each_other():
 
 
 def test_a_missing_engine_feature_is_not_available(monkeypatch):
-    monkeypatch.setattr(quantfit.engine, "LOSSES", {"mse": quantfit.engine.LOSSES["mse"]})
-    monkeypatch.setattr(quantfit.engine, "SOLVERS", {k: v for k, v in quantfit.engine.SOLVERS.items()
-                                                     if k != "adam"})
+    monkeypatch.setattr(quantfit.spec, "LOSSES", ("mse",))
+    monkeypatch.setattr(quantfit.spec, "SOLVERS", tuple(s for s in quantfit.spec.SOLVERS if s != "adam"))
     res = run_bench(tiny(rows=["quantfit adam", "quantfit huber", "pandas rolling cov/var"]))
     assert res.row("quantfit adam")["note"] == "not available: solver='adam' not implemented"
     assert res.row("quantfit huber")["note"] == "not available: loss='huber' not implemented"

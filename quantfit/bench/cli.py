@@ -76,12 +76,9 @@ def run_cli(args) -> int:
     from quantfit.bench.peers import ROW_KEYS
     from quantfit.bench.runner import config_for, run_bench
     from quantfit.bench.table import to_markdown, write_json
-    from quantfit.engine import pick_device
+    from quantfit.spec import ComputeSpec
 
-    try:
-        device = str(pick_device(args.device))
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise QuantfitError(f"bad device {args.device!r}: {exc}") from None
+    device = str(ComputeSpec(device=args.device).resolve()[0])
     rows = None
     if args.rows:
         keys = [k.strip() for k in args.rows.split(",") if k.strip()]

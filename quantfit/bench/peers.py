@@ -85,7 +85,7 @@ def require(module: str, what: str) -> Any:
 
 # ---------------------------------------------------------------------------- quantfit
 def _engine_has(solver: str | None = None, loss: str | None = None) -> None:
-    from quantfit.engine import LOSSES, SOLVERS
+    from quantfit.spec import LOSSES, SOLVERS
     if solver is not None and solver not in SOLVERS:
         raise PeerUnavailable(f"solver={solver!r} not implemented")
     if loss is not None and loss not in LOSSES:
@@ -116,9 +116,8 @@ def quantfit_fit(work: Workload, opts: Options, solver: str | None = None,
         return fit.beta.to_numpy()
 
     def note_from(fit) -> str:
-        s = fit.settings
         conv = float(fit.converged.to_numpy()[work.window - 1:].mean())
-        text = f"{s['solver']}, {s['dtype']}"
+        text = f"{fit.meta.spec.solver.name}, {fit.meta.dtype}"
         if loss != "mse":
             text = f"{loss}, {text}"
         return text if conv == 1.0 else f"{text}, {conv:.1%} of windows converged"
