@@ -56,16 +56,22 @@ def robust_centre_scale(v: Tensor, valid: Tensor | None, centre: bool,
     NaN scale where there is none. ``sample`` evenly spaced columns are used (all for None);
     rows with fewer than ``MIN_SAMPLED`` valid sampled values use all of theirs."""
     n, T = v.shape
-    ok = torch.isfinite(v) if valid is None else (valid & torch.isfinite(v))
+
+    def ok(rows, cols):
+        vv = v[rows][:, cols]
+        fin = torch.isfinite(vv)
+        return vv, fin if valid is None else fin & valid[rows][:, cols]
+
+    every = slice(None)
     if sample is not None and T > sample:
         idx = torch.linspace(0, T - 1, sample, device=v.device).round().long().unique()
-        c, s, cnt = _centre_scale(v[:, idx], ok[:, idx], centre)
+        c, s, cnt = _centre_scale(*ok(every, idx), centre)
         few = torch.nonzero(cnt < MIN_SAMPLED).flatten()
         if few.numel():
-            c2, s2, _ = _centre_scale(v[few], ok[few], centre)
+            c2, s2, _ = _centre_scale(*ok(few, every), centre)
             c, s = c.index_put((few,), c2), s.index_put((few,), s2)
         return c, s
-    c, s, _ = _centre_scale(v, ok, centre)
+    c, s, _ = _centre_scale(*ok(every, every), centre)
     return c, s
 
 
