@@ -57,7 +57,7 @@ def _is_real(v: Any) -> bool:
 
 
 def _is_np_bool(v: Any) -> bool:
-    return type(v).__name__ == "bool_" and type(v).__module__ == "numpy"
+    return type(v).__name__ in ("bool_", "bool") and type(v).__module__ == "numpy"
 
 
 def _is_bool(v: Any) -> bool:
