@@ -36,6 +36,10 @@ __all__ += ["sources", "PriceStore", "returns", "load_sample"]
 _LAZY: dict[str, tuple[str, str | None]] = {
     "fit_rolling": ("quantfit.fit", "fit_rolling"),
     "RollingFit": ("quantfit.results", "RollingFit"),
+    "FitMeta": ("quantfit.results", "FitMeta"),
+    "FitSpec": ("quantfit.spec", "FitSpec"),
+    "spec": ("quantfit.spec", None),  # WindowSpec, EstimatorSpec, SolverSpec, ComputeSpec, ...
+    "transforms": ("quantfit.transforms", None),  # welch_winsorize, dimson_lags
     "adjust": ("quantfit.adjust", None),
     "report": ("quantfit.report", None),
     "read_betas": ("quantfit.results_store", "read_betas"),  # nightly results of `quantfit refresh`
@@ -45,9 +49,10 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 __all__ += list(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from quantfit import adjust, report
+    from quantfit import adjust, report, spec, transforms
     from quantfit.fit import fit_rolling
-    from quantfit.results import RollingFit
+    from quantfit.results import FitMeta, RollingFit
+    from quantfit.spec import FitSpec
     from quantfit.results_store import read_betas, read_results
 
 

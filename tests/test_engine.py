@@ -208,3 +208,73 @@ def test_cuda_solvers_match_cpu(solver):
     act = obj.active.expand_as(sol.converged.cpu())
     tol = 1e-9 if solver == "newton" else 1e-5
     assert (sol.theta.cpu() - exact)[act].abs().max() <= tol
+
+
+# ---------------------------------------------------------------------------- issue 14
+def _brute(z: torch.Tensor, lo: torch.Tensor, decay: float) -> torch.Tensor:
+    out = torch.zeros_like(z)
+    for t in range(z.shape[-1]):
+        a = int(lo[t])
+        if a <= t:
+            w = decay ** torch.arange(t - a, -1, -1, dtype=z.dtype)
+            out[..., t] = (z[..., a:t + 1] * w).sum(-1)
+    return out
+
+
+@pytest.mark.parametrize("decay", [1.0, 0.95])
+def test_windows_of_varying_length(decay):
+    """Windows lo[t]..t of varying length (a calendar lookback; short ones after a gap)."""
+    g = torch.Generator().manual_seed(5)
+    T = 500
+    z = torch.randn(2, 3, T, dtype=F64, generator=g)
+    t = torch.arange(T)
+    lo = torch.cummax((t - 61 - (t % 5) + (t % 3)).clamp_min(0), 0).values
+    lo[200:230] = torch.arange(190, 220)  # a stretch of short windows
+    lo = torch.cummax(lo, 0).values
+    b = WindowBounds.variable(lo)
+    got = window_sums_(z.clone(), b, decay)
+    torch.testing.assert_close(got, _brute(z, lo, decay), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError):
+        WindowBounds.variable(torch.tensor([0, 2, 1]))
+
+
+@pytest.mark.parametrize("bounds", ["fixed", "expanding", "variable"])
+def test_a_huge_value_only_reaches_the_windows_that_hold_it(bounds):
+    """Window sums never subtract: one value of 1e12 leaves every other window bit-for-bit
+    what it is without it (prefix-sum differences would carry its rounding everywhere)."""
+    g = torch.Generator().manual_seed(6)
+    T = 600
+    z = torch.randn(1, T, dtype=F64, generator=g) ** 2
+    t = torch.arange(T)
+    b = {"fixed": WindowBounds.fixed(T, 50), "expanding": WindowBounds.expanding(T),
+         "variable": WindowBounds.variable((t - 40 - t % 7).clamp_min(0))}[bounds]
+    bad = z.clone()
+    bad[0, 250] = 1e12
+    pad = lambda v: torch.nn.functional.pad(v, (0, padded_length(b) - T))  # noqa: E731
+    clean = window_sums_(pad(z), b, 1.0)[:, :T]
+    dirty = window_sums_(pad(bad), b, 1.0)[:, :T]
+    holds = (b.first_rows() <= 250) & (t >= 250)
+    assert torch.equal(clean[:, ~holds], dirty[:, ~holds])
+    assert (dirty[:, holds] >= 1e12).all()
+
+
+def test_live_results_never_share_memory():
+    """Result buffers are reused only once nothing refers to the old fit's arrays."""
+    import numpy as np
+    import pandas as pd
+
+    import quantfit as qf
+    rng = np.random.default_rng(0)
+    idx = pd.bdate_range("2020-01-01", periods=300)
+    x = pd.Series(rng.normal(size=300), index=idx, name="f")
+    y1 = pd.DataFrame(rng.normal(size=(300, 50)), index=idx)
+    first = qf.fit_rolling(y1, x, 40)
+    keep = first.beta.copy()
+    kept_frame = first.r2  # a view of the first fit's memory
+    second = qf.fit_rolling(y1 * 2 + 1, x, 40)  # same sizes: would reuse a free buffer
+    pd.testing.assert_frame_equal(first.beta, keep)
+    assert not np.shares_memory(kept_frame.to_numpy(), second.r2.to_numpy())
+    del first, kept_frame
+    third = qf.fit_rolling(y1, x, 40)
+    pd.testing.assert_frame_equal(third.beta, keep)
+    pd.testing.assert_frame_equal(second.beta, (qf.fit_rolling(y1 * 2 + 1, x, 40)).beta)
