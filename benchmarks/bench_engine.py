@@ -164,7 +164,7 @@ def bench_gpu(repeat: int) -> None:
     for solver, target in [("newton", 0.1), ("adam", 1.0), ("gd", None), ("lbfgs", None)]:
         spec = RollingSpec(window=252, min_obs=252, solver=solver)
 
-        def run():
+        def run(spec=spec):
             out = rolling_regression(y_dev, x_host, spec, dev, torch.float32, out_device=dev)
             torch.cuda.synchronize()
             return out

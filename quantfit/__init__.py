@@ -13,7 +13,8 @@ Layers (data flows one way): ``quantfit.data`` (sources, PriceStore, returns) ->
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 from typing import TYPE_CHECKING
 
 from quantfit.errors import DataError, FitError, QuantfitError
@@ -52,8 +53,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from quantfit import adjust, report, spec, transforms
     from quantfit.fit import fit_rolling
     from quantfit.results import FitMeta, RollingFit
-    from quantfit.spec import FitSpec
     from quantfit.results_store import read_betas, read_results
+    from quantfit.spec import FitSpec
 
 
 def __getattr__(name: str):

@@ -22,7 +22,7 @@ import torch
 from quantfit.engine import RollingSpec, rolling_regression
 from quantfit.errors import FitError
 from quantfit.results import FitMeta, RollingFit
-from quantfit.spec import (ComputeSpec, EstimatorSpec, FitSpec, PerAssetPrior, TransformSpec)
+from quantfit.spec import ComputeSpec, EstimatorSpec, FitSpec, PerAssetPrior, TransformSpec
 from quantfit.transforms import dimson_lags, lag_name, market_column, welch_winsorize
 
 #: Terms fit_rolling names itself: factors may not be called this.
@@ -294,7 +294,7 @@ def _check_numeric(frame: pd.DataFrame, what: str) -> None:
         elif pd.api.types.is_bool_dtype(dt) or (pd.api.types.is_numeric_dtype(dt)
                                                 and not pd.api.types.is_timedelta64_dtype(dt)):
             ok = True
-        elif dt == object:
+        elif pd.api.types.is_object_dtype(dt):
             kind = pd.api.types.infer_dtype(frame[col], skipna=True)
             ok = kind in ("integer", "floating", "mixed-integer-float", "boolean", "empty")
         else:

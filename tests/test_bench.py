@@ -11,8 +11,15 @@ import numpy as np
 import pytest
 
 import quantfit.spec
-from quantfit.bench import METHODS, Job, PeerUnavailable, config_for, make_workload, run_bench
-from quantfit.bench import peers
+from quantfit.bench import (
+    METHODS,
+    Job,
+    PeerUnavailable,
+    config_for,
+    make_workload,
+    peers,
+    run_bench,
+)
 from quantfit.bench.runner import FIELDS, beta_errors, extrapolate, reset_peak_rss, time_repeats
 from quantfit.bench.table import read_json, to_markdown, write_json
 from quantfit.cli import main

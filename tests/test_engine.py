@@ -12,9 +12,9 @@ import torch
 from quantfit.engine import linalg as la
 from quantfit.engine.device import auto_chunk, bytes_per_asset, default_dtype, pick_device
 from quantfit.engine.moments import window_moments
-from quantfit.engine.windows import WindowBounds, decayed_cumsum_, padded_length, window_sums_
 from quantfit.engine.objectives import SquaredLoss
 from quantfit.engine.solvers import SOLVERS, run_solver
+from quantfit.engine.windows import WindowBounds, decayed_cumsum_, padded_length, window_sums_
 
 F64 = torch.float64
 

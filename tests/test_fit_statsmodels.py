@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
+from conftest import engine_path
 from statsmodels.regression.rolling import RollingOLS
 
 import quantfit as qf
-from conftest import engine_path
 
 ASSETS = ["AAPL", "AMZN", "BABA", "GM", "GOOG", "META", "UAA", "XOM"]
 

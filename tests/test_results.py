@@ -32,7 +32,7 @@ def test_accessors_shapes_and_errors(fit3, rets):
         assert frame.shape == (len(rets), 3)
         assert frame.index.equals(rets.index) and list(frame.columns) == ["AAPL", "META", "XOM"]
     with pytest.raises(FitError, match="exactly one factor"):
-        fit3.beta
+        _ = fit3.beta
     with pytest.raises(FitError, match="unknown term"):
         fit3.coef("MKT")
     pd.testing.assert_frame_equal(fit3.tstat("SPY"), fit3.coef("SPY") / fit3.stderr("SPY"))

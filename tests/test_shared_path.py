@@ -12,11 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
-
 import torch
+from conftest import engine_path
 
 import quantfit as qf
-from conftest import engine_path
 from quantfit.engine import RollingSpec, rolling_regression
 
 

@@ -16,8 +16,7 @@ from quantfit.cli import main
 from quantfit.errors import FitError
 from quantfit.refresh import RefreshParams
 from quantfit.refresh.params import canonical_params, fit_spec, params_key
-from quantfit.spec import (ComputeSpec, EstimatorSpec, FitSpec, SolverSpec, TransformSpec,
-                           WindowSpec)
+from quantfit.spec import ComputeSpec, EstimatorSpec, FitSpec, SolverSpec, TransformSpec, WindowSpec
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import importlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -258,7 +259,7 @@ def torch_loop(work: Workload, opts: Options, lr: float = 0.1, rtol: float | Non
         b = torch.zeros(1, dtype=dtype, device=dev, requires_grad=True)
         opt = torch.optim.SGD([w, b], lr=lr)
         prev = math.inf
-        for epoch in range(1, max_epochs + 1):
+        for epoch in range(1, max_epochs + 1):  # noqa: B007 - the count is kept after the loop
             opt.zero_grad()
             loss = ((xt * w + b - yt) ** 2).mean()
             loss.backward()

@@ -30,7 +30,18 @@ from quantfit.engine.solvers import DEFAULTS, SOLVERS
 from quantfit.engine.windows import WindowBounds, decay_from_halflife, window_sums_
 
 __all__ = [
-    "DEFAULTS", "LOSSES", "PATHS", "SOLVERS", "RollingOutput", "RollingSpec", "WindowBounds",
-    "auto_chunk", "decay_from_halflife", "default_dtype", "pick_device", "rolling_regression",
-    "select_path", "window_sums_",
+    "DEFAULTS",
+    "LOSSES",
+    "PATHS",
+    "SOLVERS",
+    "RollingOutput",
+    "RollingSpec",
+    "WindowBounds",
+    "auto_chunk",
+    "decay_from_halflife",
+    "default_dtype",
+    "pick_device",
+    "rolling_regression",
+    "select_path",
+    "window_sums_",
 ]

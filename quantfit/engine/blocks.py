@@ -49,9 +49,18 @@ class PairRows:
     n: Tensor
 
 
-def gather_rows(y: Tensor, ytf: TargetTransform, x: Tensor, x_valid: Tensor, bounds: WindowBounds,
-                decay: float, a_idx: Tensor, t_idx: Tensor, device: torch.device,
-                dtype: torch.dtype) -> PairRows:
+def gather_rows(
+    y: Tensor,
+    ytf: TargetTransform,
+    x: Tensor,
+    x_valid: Tensor,
+    bounds: WindowBounds,
+    decay: float,
+    a_idx: Tensor,
+    t_idx: Tensor,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> PairRows:
     """Rows of the pairs (``a_idx``, ``t_idx``) (N,) each: ``y`` (A, T) raw float64 (gathered
     where it lives, then moved), transformed per asset by ``ytf``; ``x`` (T, k) working factors
     with ``x_valid`` (T,). The rows come back on ``device`` in ``dtype``."""
@@ -75,7 +84,7 @@ def gather_rows(y: Tensor, ytf: TargetTransform, x: Tensor, x_valid: Tensor, bou
     yv = torch.where(valid, yv, zero).to(dtype)
     xs = [torch.where(valid, xv[..., j], zero).to(dtype) for j in range(xv.shape[-1])]
     age = (t_idx.to(device)[:, None] - posd).to(torch.float64)
-    w = (torch.ones_like(age) if decay == 1.0 else decay ** age) * valid
+    w = (torch.ones_like(age) if decay == 1.0 else decay**age) * valid
     return PairRows(yv, xs, valid, w.to(dtype), valid.sum(-1))
 
 
@@ -107,8 +116,13 @@ def weighted_tss(y: Tensor, w: Tensor | None, valid: Tensor | None) -> Tensor:
     return torch.where(const, math.nan, tss)
 
 
-def exact_refit(rows: PairRows, intercept: bool, Q: Tensor | None = None,
-                q: Tensor | None = None, theta: Tensor | None = None) -> RowFit:
+def exact_refit(
+    rows: PairRows,
+    intercept: bool,
+    Q: Tensor | None = None,
+    q: Tensor | None = None,
+    theta: Tensor | None = None,
+) -> RowFit:
     """Least squares on the rows of each pair, accurately (see the module docstring).
 
     Q (p, p) / q (N, p): a prior's ½θᵀQθ − θ·q (Q with a zero intercept row and column).
@@ -122,16 +136,15 @@ def exact_refit(rows: PairRows, intercept: bool, Q: Tensor | None = None,
     dt, dev = y.dtype, y.device
     sw = w.sum(-1)
     X = torch.stack(x, -1)  # (N, L, k)
+    xbar = (w[..., None] * X).sum(1) / sw[:, None]  # (N, k) weighted means
+    ybar = (w * y).sum(-1) / sw
     if intercept:
-        xbar = (w[..., None] * X).sum(1) / sw[:, None]  # (N, k)
-        ybar = (w * y).sum(-1) / sw
         Xc = (X - xbar[:, None, :]) * rows.valid[..., None]
         yc = (y - ybar[:, None]) * rows.valid
     else:
         Xc, yc = X, y
-        xbar = ybar = None
-    Qs = torch.zeros((k, k), dtype=dt, device=dev) if Q is None else Q[p - k:, p - k:].to(dt)
-    qs = torch.zeros((N, k), dtype=dt, device=dev) if q is None else q[:, p - k:].to(dt)
+    Qs = torch.zeros((k, k), dtype=dt, device=dev) if Q is None else Q[p - k :, p - k :].to(dt)
+    qs = torch.zeros((N, k), dtype=dt, device=dev) if q is None else q[:, p - k :].to(dt)
     WX = w[..., None] * Xc
     G = WX.mT @ Xc + Qs  # (N, k, k)
     L, info = torch.linalg.cholesky_ex(G)
@@ -144,11 +157,10 @@ def exact_refit(rows: PairRows, intercept: bool, Q: Tensor | None = None,
             r = yc - (Xc @ b[..., None])[..., 0]
             res = (WX * r[..., None]).sum(1) - b @ Qs + qs
             b = b + torch.cholesky_solve(res[..., None], L)[..., 0]
-        alpha = (ybar - (xbar * b).sum(-1))[:, None] if intercept else None
-        theta = b if alpha is None else torch.cat([alpha, b], -1)
+        theta = torch.cat([(ybar - (xbar * b).sum(-1))[:, None], b], -1) if intercept else b
     else:
         theta = theta.to(dt)
-        b = theta[:, p - k:]
+        b = theta[:, p - k :]
         if intercept:  # centred residuals need the intercept relative to the means
             r0 = theta[:, 0] - (ybar - (xbar * b).sum(-1))
             yc = yc - r0[:, None] * rows.valid

@@ -32,8 +32,9 @@ def pick_device(device: str | torch.device | None = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise ValueError(f"device={str(device)!r} requested but torch sees no CUDA device")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device={str(device)!r}: torch sees {torch.cuda.device_count()} "
-                             f"CUDA device(s)")
+            raise ValueError(
+                f"device={str(device)!r}: torch sees {torch.cuda.device_count()} CUDA device(s)"
+            )
     elif dev.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
@@ -62,7 +63,11 @@ def bytes_per_asset(n_dates: int, n_params: int, itemsize: int, iterative: bool)
 
 
 def auto_chunk(
-    n_assets: int, n_dates: int, n_params: int, dtype: torch.dtype, device: torch.device,
+    n_assets: int,
+    n_dates: int,
+    n_params: int,
+    dtype: torch.dtype,
+    device: torch.device,
     iterative: bool,
 ) -> int:
     """Assets per chunk: within the memory budget and, on the CPU, cache-sized."""

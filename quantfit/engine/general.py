@@ -13,11 +13,16 @@ from torch import Tensor
 
 from quantfit.engine.linalg import cholesky, condition_estimate, inverse
 from quantfit.engine.moments import window_moments
-from quantfit.engine.objectives import SquaredLoss
+from quantfit.engine.objectives import Objective, SquaredLoss
 from quantfit.engine.penalty import Penalized
 from quantfit.engine.solvers import run_solver
-from quantfit.engine.stats import (covariance_factors, refit_flags, refit_threshold,
-                                   write_coefficients, write_residual_statistics)
+from quantfit.engine.stats import (
+    covariance_factors,
+    refit_flags,
+    refit_threshold,
+    write_coefficients,
+    write_residual_statistics,
+)
 
 
 class MomentPath:
@@ -30,8 +35,9 @@ class MomentPath:
         if out.se_factor.shape[1] == 1:  # shared rows: one row of SE factors, filled per chunk
             out.se_factor.fill_(float("nan"))
 
-    def fit_chunk(self, y: Tensor, a0: int, a1: int, out
-                  ) -> tuple[Tensor, Tensor, Tensor | None] | None:
+    def fit_chunk(
+        self, y: Tensor, a0: int, a1: int, out
+    ) -> tuple[Tensor, Tensor, Tensor | None] | None:
         """Fit assets a0:a1 (``y`` (a, T) working units, compute device and dtype) into
         ``out``. Returns the (asset, date) pairs to refit from their rows and, for iterative
         solvers, their θ' (kept; only RSS and TSS are recomputed), or None."""
@@ -54,7 +60,8 @@ class MomentPath:
             return None
         mom = mom.tail(t0)
         usable = (mom.nobs >= c.min_obs) & (mom.sw > 0)  # (B, T')
-        obj = base = SquaredLoss(mom, usable)
+        base = SquaredLoss(mom, usable)
+        obj: Objective = base
         if c.prior is not None:  # λ‖β − b0‖² in the working coordinates
             Q, q, c0 = c.prior_terms(a0, a1)
             obj = Penalized(base, Q, q, c0)
@@ -82,7 +89,9 @@ class MomentPath:
         inv_sw = torch.where(mom.sw > 0, mom.sw, 1.0).reciprocal_()
         tss = torch.mul(mom.sy, mom.sy)
         torch.addcmul(mom.yy, tss, inv_sw, value=-1.0, out=tss)
-        thr = torch.where(estimate, refit_threshold(condition_estimate(H, ch), rss.dtype), torch.nan)
+        thr = torch.where(
+            estimate, refit_threshold(condition_estimate(H, ch), rss.dtype), torch.nan
+        )
         flags = refit_flags(rss, tss, mom.yy, thr, c.intercept)
         refit = None
         if flags is not None:
@@ -95,8 +104,9 @@ class MomentPath:
         se = covariance_factors(ginv, units)  # (P, B, T')
         dst = out.se_factor[:, 0:1] if out.se_factor.shape[1] == 1 else out.se_factor[:, a0:a1]
         dst[..., t0:].copy_(se.expand_as(dst[..., t0:]))
-        write_residual_statistics(rss, tss, inv_dof, units, out.r2[a0:a1, t0:],
-                                  out.resid_vol[a0:a1, t0:], estimate)
+        write_residual_statistics(
+            rss, tss, inv_dof, units, out.r2[a0:a1, t0:], out.resid_vol[a0:a1, t0:], estimate
+        )
         conv_rows[:, t0:].copy_(torch.logical_and(sol.converged, estimate))
         zero = torch.zeros((), dtype=torch.int32, device=theta.device)
         iter_rows[:, t0:].copy_(torch.where(estimate, sol.n_iter, zero))

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -100,11 +101,20 @@ class _Block:
                 D.mul_(c[:, None])
         self.D = D
 
-    def take(self, idx: Tensor) -> "_Block":
+    def take(self, idx: Tensor) -> _Block:
         sub = lambda v: None if v is None else (v if v.shape[0] == 1 else v[idx])  # noqa: E731
-        return _Block(self.y[idx], [v[idx] for v in self.x], sub(self.c), sub(self.fill),
-                      self.n[idx], self.q[idx], self.c0[idx], self.intercept, self.D[idx],
-                      None if self.u2 is None else self.u2[idx])
+        return _Block(
+            self.y[idx],
+            [v[idx] for v in self.x],
+            sub(self.c),
+            sub(self.fill),
+            self.n[idx],
+            self.q[idx],
+            self.c0[idx],
+            self.intercept,
+            self.D[idx],
+            None if self.u2 is None else self.u2[idx],
+        )
 
     def weighted(self, v: Tensor) -> Tensor:
         return v if self.c is None else v * self.c
@@ -120,7 +130,7 @@ class _Block:
         """(Σ c·v·z (N, p), Σ c·h·z zᵀ + Q (N, p, p) or None) in one bmm."""
         V = v[:, None] if h is None else torch.stack((v, h), 1)
         S = torch.bmm(V, self.D.mT)  # (N, 1|2, m)
-        g = S[:, 0, :self.p]
+        g = S[:, 0, : self.p]
         if h is None:
             return g, None
         G = S[:, 1, self.gidx].reshape(-1, self.p, self.p)
@@ -188,8 +198,14 @@ class HuberFixedScale:
         return jacobi_gershgorin(self._gram)
 
 
-def _state(blk: _Block, theta: Tensor, Q: Tensor, t: float, prev: Tensor | None = None,
-           hess: str | None = None):
+def _state(
+    blk: _Block,
+    theta: Tensor,
+    Q: Tensor,
+    t: float,
+    prev: Tensor | None = None,
+    hess: str | None = None,
+):
     """At θ: residuals r, |r|, the MAD scale s (N,), t·s (N, 1), the gradient of the fixed-s
     loss (N, p) and, with ``hess`` ("newton" or "irls"), its step matrix (N, p, p) (one bmm)."""
     r = blk.residual(theta)
@@ -204,10 +220,9 @@ def _state(blk: _Block, theta: Tensor, Q: Tensor, t: float, prev: Tensor | None 
     elif hess == "irls":
         torch.div(ts, a, out=V[:, 1]).clamp_(max=1.0)  # ψ(u)/u
     S = torch.bmm(V, blk.D.mT)  # (N, 1|2, m)
-    g = (theta @ Q - blk.q) - S[:, 0, :blk.p]
+    g = (theta @ Q - blk.q) - S[:, 0, : blk.p]
     H = None if hess is None else S[:, 1, blk.gidx].reshape(N, blk.p, blk.p) + Q
     return r, a, s, ts, g, H
-
 
 
 def _finish(blk, theta, r, a, ts, Q, intercept, res, idx):
@@ -234,20 +249,30 @@ def _finish(blk, theta, r, a, ts, Q, intercept, res, idx):
     res["ok"][idx] = ok
 
 
-def _solve_block(blk: _Block, Q: Tensor, t: float, solver: str, tol: float, max_iter: int | None,
-                 intercept: bool, record: bool) -> dict:
+def _solve_block(
+    blk: _Block,
+    Q: Tensor,
+    t: float,
+    solver: str,
+    tol: float,
+    max_iter: int | None,
+    intercept: bool,
+    record: bool,
+) -> dict:
     """Huber fits of the pairs of ``blk``: per pair (block order) θ', RSS, TSS, G⁻¹, Huber's SE
     variance factor, ``ok`` (converged, with a positive scale and a solvable Gram matrix) and
     ``n_iter``; ``hist``: the summed loss after each step (original units)."""
     N, p = blk.y.shape[0], blk.p
     dt, dev = blk.y.dtype, blk.y.device
-    res = {"theta": torch.full((N, p), math.nan, dtype=dt, device=dev),
-           "rss": torch.full((N,), math.nan, dtype=dt, device=dev),
-           "tss": torch.full((N,), math.nan, dtype=dt, device=dev),
-           "ginv": torch.full((N, p, p), math.nan, dtype=dt, device=dev),
-           "se2": torch.full((N,), math.nan, dtype=dt, device=dev),
-           "ok": torch.zeros(N, dtype=torch.bool, device=dev),
-           "n_iter": torch.ones(N, dtype=torch.int32, device=dev)}
+    res: dict[str, Any] = {
+        "theta": torch.full((N, p), math.nan, dtype=dt, device=dev),
+        "rss": torch.full((N,), math.nan, dtype=dt, device=dev),
+        "tss": torch.full((N,), math.nan, dtype=dt, device=dev),
+        "ginv": torch.full((N, p, p), math.nan, dtype=dt, device=dev),
+        "se2": torch.full((N,), math.nan, dtype=dt, device=dev),
+        "ok": torch.zeros(N, dtype=torch.bool, device=dev),
+        "n_iter": torch.ones(N, dtype=torch.int32, device=dev),
+    }
     hist: list[float] = []
     # Start: the (weighted, penalized) least-squares fit.
     zy, G0 = blk.sums(blk.y, torch.ones_like(blk.y), Q)
@@ -259,11 +284,18 @@ def _solve_block(blk: _Block, Q: Tensor, t: float, solver: str, tol: float, max_
     ids = torch.arange(N, device=dev)  # block position of each pair still in the block
     if not bool(ch0.ok.all()):
         sel = ch0.ok.nonzero()[:, 0]
-        ids, theta, blk, inv_diag, thresh2 = ids[sel], theta[sel], blk.take(sel), inv_diag[sel], thresh2[sel]
+        ids, theta, blk, inv_diag, thresh2 = (
+            ids[sel],
+            theta[sel],
+            blk.take(sel),
+            inv_diag[sel],
+            thresh2[sel],
+        )
     frozen = torch.zeros((), dtype=dt, device=dev)  # Σ final values of the pairs that left
     open_ = torch.ones(ids.shape, dtype=torch.bool, device=dev)
     first_order = solver != "newton"
-    inner_iter, last = (max_iter, MAX_OUTER) if first_order else (None, max_iter)
+    inner_iter = max_iter if first_order else None
+    last = MAX_OUTER if first_order else int(max_iter or default_max_iter("newton", False))
     s = None  # the previous pass's scale, a hint for the next median (none on the first)
     for it in range(last + 1):
         if ids.numel() == 0:
@@ -283,8 +315,7 @@ def _solve_block(blk: _Block, Q: Tensor, t: float, solver: str, tol: float, max_
             frozen = frozen + v[done].sum()
         if bool(conv.any()):
             sel = conv.nonzero()[:, 0]
-            _finish(blk.take(sel), theta[sel], r[sel], a[sel], ts[sel], Q, intercept, res,
-                    ids[sel])
+            _finish(blk.take(sel), theta[sel], r[sel], a[sel], ts[sel], Q, intercept, res, ids[sel])
         open_ = open_ & ~done
         n_open = int(open_.sum())
         if n_open == 0:
@@ -292,7 +323,13 @@ def _solve_block(blk: _Block, Q: Tensor, t: float, solver: str, tol: float, max_
         if n_open < COMPACT_BELOW * ids.numel() or (first_order and n_open < ids.numel()):
             sel = open_.nonzero()[:, 0]
             ids, theta, blk, inv_diag, thresh2, open_ = (
-                ids[sel], theta[sel], blk.take(sel), inv_diag[sel], thresh2[sel], open_[sel])
+                ids[sel],
+                theta[sel],
+                blk.take(sel),
+                inv_diag[sel],
+                thresh2[sel],
+                open_[sel],
+            )
             r, a, s, ts, g = r[sel], a[sel], s[sel], ts[sel], g[sel]
             H = None if H is None else H[sel]
         if first_order:
@@ -311,7 +348,6 @@ def _solve_block(blk: _Block, Q: Tensor, t: float, solver: str, tol: float, max_
         res["n_iter"][ids] += open_.to(torch.int32)
     res["hist"] = hist
     return res
-
 
 
 class HuberPath:
@@ -357,7 +393,7 @@ class HuberPath:
 
         def run(bi: int) -> None:
             i0 = starts[bi]
-            ai, ti = a_all[i0:i0 + nb], t_all[i0:i0 + nb]
+            ai, ti = a_all[i0 : i0 + nb], t_all[i0 : i0 + nb]
             rows = gather_rows(y_src, c.ytf, c.xtf.x, c.x_valid, c.bounds, c.decay, ai, ti, dev, dt)
             N = ai.numel()
             full = bool(rows.valid.all())
@@ -372,15 +408,28 @@ class HuberPath:
                 q = torch.zeros((N, p), dtype=dt, device=dev)
                 c0 = torch.zeros(N, dtype=dt, device=dev)
             else:
+                assert c0_all is not None
                 pick = aid if q_all.shape[0] > 1 else torch.zeros_like(aid)
                 q, c0 = q_all[pick, 0].to(dt), c0_all[pick, 0].to(dt)
             u2 = None if c.ytf.scale is None else c.ytf.scale.to(dev)[aid].square().to(dt)
-            blk = _Block(rows.y, rows.x, w, median_fill(rows.valid, dt), rows.n, q, c0, c.intercept,
-                         u2=u2)
+            blk = _Block(
+                rows.y, rows.x, w, median_fill(rows.valid, dt), rows.n, q, c0, c.intercept, u2=u2
+            )
             res = _solve_block(blk, Q, t, solver, tol, max_iter, c.intercept, c.history)
             units = c.pair_units(aid)
-            write_pair_statistics(out, ai, ti, res["theta"], res["rss"], res["tss"], rows.n,
-                                  res["ginv"], units, res["ok"], se_sigma2=res["se2"])
+            write_pair_statistics(
+                out,
+                ai,
+                ti,
+                res["theta"],
+                res["rss"],
+                res["tss"],
+                rows.n,
+                res["ginv"],
+                units,
+                res["ok"],
+                se_sigma2=res["se2"],
+            )
             ao, to = ai.to(out.converged.device), ti.to(out.converged.device)
             out.converged[ao, to] = res["ok"].to(out.converged.device)
             out.n_iter[ao, to] = res["n_iter"].to(out.converged.device)

@@ -128,8 +128,9 @@ def solve(ch: Cholesky, b: Tensor) -> Tensor:
         s = b[..., i]
         for k in range(i):
             s = torch.addcmul(s, ch.L[i][k], v[k], value=-1.0)
-        v.append(s * ch.inv_diag[i] if i > 0 or s.shape == batch else
-                 (s * ch.inv_diag[i]).expand(batch))
+        v.append(
+            s * ch.inv_diag[i] if i > 0 or s.shape == batch else (s * ch.inv_diag[i]).expand(batch)
+        )
     for i in reversed(range(p)):  # backward: Lᵀ x = v
         s = v[i]
         for k in range(i + 1, p):
@@ -142,7 +143,7 @@ def inverse(ch: Cholesky) -> Tensor:
     """``(L Lᵀ)⁻¹`` as a logical (..., p, p) tensor (symmetric, parameter-major)."""
     p = ch.p
     # Li = L⁻¹ (lower), column by column.
-    Li: list[list[Tensor | None]] = [[None] * p for _ in range(p)]
+    Li: list[list[Tensor]] = [[ch.inv_diag[0]] * p for _ in range(p)]  # filled below
     for j in range(p):
         Li[j][j] = ch.inv_diag[j]
         for i in range(j + 1, p):
@@ -168,8 +169,7 @@ def condition_estimate(G: Tensor, ch: Cholesky) -> Tensor:
     Cholesky factor: ``Σ_j G_jj / L_jj²`` (p for an orthogonal design, large when a column is
     nearly a combination of the others). Used to bound the rounding error of formulas that
     cancel, not as a precise κ."""
-    kappa = None
-    for j in range(ch.p):
-        term = G[..., j, j] * ch.inv_diag[j].square()
-        kappa = term if kappa is None else kappa + term
+    kappa = G[..., 0, 0] * ch.inv_diag[0].square()
+    for j in range(1, ch.p):
+        kappa = kappa + G[..., j, j] * ch.inv_diag[j].square()
     return kappa

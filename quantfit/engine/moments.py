@@ -46,8 +46,14 @@ class WindowMoments:
 
     def tail(self, t0: int) -> WindowMoments:
         """The windows from ``t0`` on (views)."""
-        return WindowMoments(self.gram[:, t0:], self.zy[:, t0:], self.yy[:, t0:], self.sy[:, t0:],
-                             self.sw[:, t0:], self.nobs[:, t0:])
+        return WindowMoments(
+            self.gram[:, t0:],
+            self.zy[:, t0:],
+            self.yy[:, t0:],
+            self.sy[:, t0:],
+            self.sw[:, t0:],
+            self.nobs[:, t0:],
+        )
 
 
 def design_columns(x: Tensor, x_valid: Tensor, intercept: bool, dtype: torch.dtype) -> list:
@@ -58,8 +64,15 @@ def design_columns(x: Tensor, x_valid: Tensor, intercept: bool, dtype: torch.dty
     return [None] * int(intercept) + list(x0)
 
 
-def window_moments(y: Tensor, x: Tensor, x_valid: Tensor, bounds: WindowBounds, decay: float,
-                   intercept: bool, shared: bool) -> WindowMoments:
+def window_moments(
+    y: Tensor,
+    x: Tensor,
+    x_valid: Tensor,
+    bounds: WindowBounds,
+    decay: float,
+    intercept: bool,
+    shared: bool,
+) -> WindowMoments:
     """Sufficient statistics of ``y_a = zᵀθ`` for every asset ``a`` and window.
 
     y : (A, T), NaN/±inf = missing; x : (T, k) with its missing rows flagged False in
@@ -74,7 +87,12 @@ def window_moments(y: Tensor, x: Tensor, x_valid: Tensor, bounds: WindowBounds, 
 
 
 def asset_window_sums(
-    y: Tensor, x_valid: Tensor, z: list, bounds: WindowBounds, decay: float, intercept: bool,
+    y: Tensor,
+    x_valid: Tensor,
+    z: list,
+    bounds: WindowBounds,
+    decay: float,
+    intercept: bool,
     shared: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Window sums of the per-asset series: ``zy`` (A, T, p) of z·y, ``yy`` (A, T) of y² and
@@ -109,8 +127,9 @@ def asset_window_sums(
     return zy, ay[:, p, :T], sy, rows
 
 
-def gram_window_sums(rows: Tensor, z: list, bounds: WindowBounds, decay: float
-                     ) -> tuple[Tensor, Tensor, Tensor]:
+def gram_window_sums(
+    rows: Tensor, z: list, bounds: WindowBounds, decay: float
+) -> tuple[Tensor, Tensor, Tensor]:
     """Window sums over the used ``rows`` (B, T) bool: the Gram matrix ``gram`` (B, T, p, p)
     of w·z·zᵀ, the weighted count ``sw`` (B, T) and the row count ``nobs`` (B, T) int32."""
     B, T = rows.shape

@@ -22,8 +22,12 @@ from torch import Tensor
 #: Idle result buffers kept for reuse (bytes, all buffers together).
 POOL_BYTES = 512 * 2**20
 
-_NP = {torch.float64: np.float64, torch.float32: np.float32, torch.int32: np.int32,
-       torch.bool: np.bool_}
+_NP = {
+    torch.float64: np.float64,
+    torch.float32: np.float32,
+    torch.int32: np.int32,
+    torch.bool: np.bool_,
+}
 
 
 class BufferPool:
@@ -126,4 +130,5 @@ class RollingOutput:
                 self.n_iter[a, t] = 0
             self.dropped = []
         self.nobs, self.converged, self.n_iter = (
-            f.expand(A, T) for f in (self.nobs, self.converged, self.n_iter))
+            f.expand(A, T) for f in (self.nobs, self.converged, self.n_iter)
+        )

@@ -37,8 +37,12 @@ from quantfit.engine.huber import HuberPath
 from quantfit.engine.output import POOL, RollingOutput
 from quantfit.engine.penalty import prior_terms
 from quantfit.engine.shared_ols import CHUNK_ELEMENTS, SharedOLS
-from quantfit.engine.standardize import (FactorTransform, TargetTransform, factor_transform,
-                                         target_transform)
+from quantfit.engine.standardize import (
+    FactorTransform,
+    TargetTransform,
+    factor_transform,
+    target_transform,
+)
 from quantfit.engine.stats import Units, write_pair_statistics
 from quantfit.engine.windows import WindowBounds, count_rows, decay_from_halflife
 
@@ -97,8 +101,8 @@ class FitContext:
     device: torch.device
     dtype: torch.dtype
     shared_rows: bool
-    x_dev: Tensor = None  # (T, k) working factors on the device, compute dtype
-    xv_dev: Tensor = None  # (T,) bool on the device
+    x_dev: Tensor = field(init=False)  # (T, k) working factors on the device, compute dtype
+    xv_dev: Tensor = field(init=False)  # (T,) bool on the device
     hist_parts: list = field(default_factory=list)  # (Σ loss per iteration, windows) per chunk
     drops: list = field(default_factory=list)  # (asset, date) pairs to drop at the end
 
@@ -117,35 +121,57 @@ class FitContext:
     def units(self, a0: int, a1: int) -> Units:
         """How the working units of assets a0:a1 map back (scale / centre (a, 1))."""
         col = lambda v: None if v is None else v[a0:a1, None].to(self.device)  # noqa: E731
-        return Units(self._M, col(self.ytf.centre), col(self.ytf.scale), self.intercept,
-                     tuple(self.spec.sums))
+        return Units(
+            self._M,
+            col(self.ytf.centre),
+            col(self.ytf.scale),
+            self.intercept,
+            tuple(self.spec.sums),
+        )
 
     def pair_units(self, a_idx: Tensor) -> Units:
         """Units of N (asset, window) pairs (scale / centre (N, 1))."""
+
         def col(v):
             return None if v is None else v.to(self.device)[a_idx.to(self.device), None]
-        return Units(self._M, col(self.ytf.centre), col(self.ytf.scale), self.intercept,
-                     tuple(self.spec.sums))
+
+        return Units(
+            self._M,
+            col(self.ytf.centre),
+            col(self.ytf.scale),
+            self.intercept,
+            tuple(self.spec.sums),
+        )
 
     def prior_terms(self, a0: int, a1: int) -> tuple[Tensor, Tensor, Tensor]:
         """(Q (p, p), q (a or 1, 1, p), c0 (a or 1, 1)) of the prior in working units."""
+        assert self.prior is not None
         b0 = self.prior if self.prior.shape[0] == 1 else self.prior[a0:a1]
         scale = None if self.ytf.scale is None else self.ytf.scale[a0:a1]
         if scale is not None and b0.shape[0] == 1:
             b0 = b0.expand(a1 - a0, -1)
-        return prior_terms(b0.to(torch.float64), self.spec.prior_strength, self.p,
-                           self.intercept, self.xtf.M, scale)
+        return prior_terms(
+            b0.to(torch.float64),
+            self.spec.prior_strength,
+            self.p,
+            self.intercept,
+            self.xtf.M,
+            scale,
+        )
 
     def history_callback(self, a0: int, a1: int, usable: Tensor):
         """A solver callback summing the loss over the usable windows (original units)."""
         act = usable.expand(a1 - a0, -1)
-        units = None if self.ytf.scale is None else self.ytf.scale[a0:a1, None].to(self.device).square()
+        units = (
+            None if self.ytf.scale is None else self.ytf.scale[a0:a1, None].to(self.device).square()
+        )
         sums: list[float] = []
         self.hist_parts.append((sums, int(act.sum())))
 
         def callback(loss: Tensor) -> None:
             v = loss if units is None else loss * units.to(loss.dtype)
             sums.append(float(torch.where(act, v, 0.0).sum()))
+
         return callback
 
     def drop_later(self, a_idx: Tensor, t_idx: Tensor) -> None:
@@ -168,8 +194,14 @@ def _shared_rows(y: Tensor, x_valid: Tensor) -> bool:
     return bool(torch.isfinite(y.sum(0))[x_valid].all())
 
 
-def select_path(y: Tensor, x: Tensor, spec: RollingSpec, device: torch.device,
-                dtype: torch.dtype, out_device: torch.device | str = "cpu") -> str:
+def select_path(
+    y: Tensor,
+    x: Tensor,
+    spec: RollingSpec,
+    device: torch.device,
+    dtype: torch.dtype,
+    out_device: torch.device | str = "cpu",
+) -> str:
     """The path ``rolling_regression`` takes for these inputs: "huber" for the Huber loss;
     "shared" (newton's fast path) for newton on the squared loss in float64, without a prior
     or history, when every asset uses the factors' rows; "general" otherwise."""
@@ -182,14 +214,24 @@ def select_path(y: Tensor, x: Tensor, spec: RollingSpec, device: torch.device,
 def _choose(spec: RollingSpec, shared_rows: bool, device, dtype, out_device) -> str:
     if spec.loss == "huber":
         return "huber"
-    ok = (dtype == torch.float64 and spec.solver == "newton" and spec.prior_strength == 0
-          and not spec.history and torch.device(out_device) == device)
+    ok = (
+        dtype == torch.float64
+        and spec.solver == "newton"
+        and spec.prior_strength == 0
+        and not spec.history
+        and torch.device(out_device) == device
+    )
     return "shared" if ok and shared_rows else "general"
 
 
 def rolling_regression(
-    y: Tensor, x: Tensor, spec: RollingSpec, device: torch.device, dtype: torch.dtype,
-    out_device: torch.device | str = "cpu", path: str = "auto",
+    y: Tensor,
+    x: Tensor,
+    spec: RollingSpec,
+    device: torch.device,
+    dtype: torch.dtype,
+    out_device: torch.device | str = "cpu",
+    path: str = "auto",
 ) -> RollingOutput:
     """Fit every asset of ``y`` (A, T) on the factors ``x`` (T, k) in trailing windows.
 
@@ -224,19 +266,22 @@ def rolling_regression(
             return POOL.empty(shape, dt)
         return torch.empty(shape, dtype=dt, device=out_dev)
 
+    runner: HuberPath | SharedOLS | MomentPath
     if huber:
-        path = HuberPath(ctx)
+        runner = HuberPath(ctx)
         n_se, n_flags = A, A
     elif fast:
-        path = SharedOLS(ctx)
+        runner = SharedOLS(ctx)
         n_se, n_flags = 1, 1
     else:
-        path = MomentPath(ctx)
+        runner = MomentPath(ctx)
         n_se = 1 if shared_rows else A
         n_flags = 1 if shared_rows and spec.solver == "newton" else A
     n_nobs = 1 if shared_rows and not huber else A
     out = RollingOutput(
-        coef=empty((P, A, T)), se_factor=empty((P, n_se, T)), r2=empty((A, T)),
+        coef=empty((P, A, T)),
+        se_factor=empty((P, n_se, T)),
+        r2=empty((A, T)),
         resid_vol=empty((A, T)),
         nobs=torch.empty((n_nobs, T), dtype=torch.int32, device=out_dev),
         converged=torch.empty((n_flags, T), dtype=torch.bool, device=out_dev),
@@ -246,16 +291,19 @@ def rolling_regression(
     refits: list = []
     if huber:
         out.nobs.copy_(count_rows(torch.isfinite(y) & x_valid, bounds))
-        path.run(out)
+        assert isinstance(runner, HuberPath)
+        runner.run(out)
     else:
-        path.setup(out)
+        assert not isinstance(runner, HuberPath)
+        kernel = runner
+        kernel.setup(out)
         chunk = spec.chunk_size or auto_chunk(A, T, p, dtype, device, spec.solver != "newton")
         if fast and not spec.chunk_size and device.type == "cpu":
             chunk = min(chunk, max(1, CHUNK_ELEMENTS // T))
 
         def run(a0: int) -> None:
             a1 = min(A, a0 + chunk)
-            r = path.fit_chunk(ctx.load(a0, a1), a0, a1, out)
+            r = kernel.fit_chunk(ctx.load(a0, a1), a0, a1, out)
             if r is not None:
                 refits.append(r)
 
@@ -308,15 +356,26 @@ def _refit(ctx: FitContext, out: RollingOutput, refits: list) -> None:
         Q = Q.to(device=dev, dtype=dt)
     per_asset_se = out.se_factor.shape[1] != 1
     for i0 in range(0, a_all.numel(), nb):
-        ai, ti = a_all[i0:i0 + nb], t_all[i0:i0 + nb]
-        rows = gather_rows(ctx.y, ctx.ytf, ctx.xtf.x, ctx.x_valid, ctx.bounds, ctx.decay, ai, ti,
-                           dev, dt)
+        ai, ti = a_all[i0 : i0 + nb], t_all[i0 : i0 + nb]
+        rows = gather_rows(
+            ctx.y, ctx.ytf, ctx.xtf.x, ctx.x_valid, ctx.bounds, ctx.decay, ai, ti, dev, dt
+        )
         q = None
         if q_all is not None:
             pick = ai if q_all.shape[0] > 1 else torch.zeros_like(ai)
             q = q_all[pick.to(q_all.device), 0].to(device=dev, dtype=dt)
-        theta = None if theta_all is None else theta_all[i0:i0 + nb].to(device=dev, dtype=dt)
+        theta = None if theta_all is None else theta_all[i0 : i0 + nb].to(device=dev, dtype=dt)
         fit = exact_refit(rows, ctx.intercept, Q, q, theta)
-        write_pair_statistics(out, ai, ti, fit.theta, fit.rss, fit.tss, rows.n,
-                              fit.ginv if per_asset_se else None, ctx.pair_units(ai), fit.ok)
+        write_pair_statistics(
+            out,
+            ai,
+            ti,
+            fit.theta,
+            fit.rss,
+            fit.tss,
+            rows.n,
+            fit.ginv if per_asset_se else None,
+            ctx.pair_units(ai),
+            fit.ok,
+        )
         ctx.drop_later(ai[~fit.ok.cpu()], ti[~fit.ok.cpu()])

@@ -23,8 +23,13 @@ from torch import Tensor
 
 from quantfit.engine.linalg import cholesky, condition_estimate, inverse, matvec
 from quantfit.engine.moments import asset_window_sums, design_columns, gram_window_sums
-from quantfit.engine.stats import (covariance_factors, refit_flags, refit_threshold,
-                                   write_coefficients, write_residual_statistics)
+from quantfit.engine.stats import (
+    covariance_factors,
+    refit_flags,
+    refit_threshold,
+    write_coefficients,
+    write_residual_statistics,
+)
 
 #: Target size of one chunk of assets (assets × dates) on the CPU: its dozen working arrays
 #: stay within a few MB (cache), and per-op overhead stays small.
@@ -69,8 +74,9 @@ class SharedOLS:
         c, t0, p = self.ctx, self.t0, self.ctx.p
         if t0 >= y.shape[1]:
             return None
-        zy, yy, sy, _ = asset_window_sums(y, c.xv_dev, self.z, c.bounds, c.decay, c.intercept,
-                                          shared=True)
+        zy, yy, sy, _ = asset_window_sums(
+            y, c.xv_dev, self.z, c.bounds, c.decay, c.intercept, shared=True
+        )
         zy, yy, sy = zy[:, t0:], yy[:, t0:], sy[:, t0:]
         units = c.units(a0, a1)
         coef = out.coef[:, a0:a1, t0:]
@@ -86,8 +92,9 @@ class SharedOLS:
             ai, ti = torch.nonzero(torch.isinf(yy) & self.est, as_tuple=True)
             c.drop_later(ai + a0, ti + t0)
         write_coefficients(theta, units, coef)
-        write_residual_statistics(rss, tss, self.inv_dof, units, out.r2[a0:a1, t0:],
-                                  out.resid_vol[a0:a1, t0:])
+        write_residual_statistics(
+            rss, tss, self.inv_dof, units, out.r2[a0:a1, t0:], out.resid_vol[a0:a1, t0:]
+        )
         if flags is None:
             return None
         ai, ti = torch.nonzero(flags, as_tuple=True)

@@ -49,18 +49,19 @@ def pow2(v: Tensor) -> Tensor:
     return torch.where(ok, torch.ldexp(torch.ones_like(v), e), 1.0)
 
 
-def robust_centre_scale(v: Tensor, valid: Tensor | None, centre: bool,
-                        sample: int | None = SAMPLE_ROWS) -> tuple[Tensor, Tensor]:
+def robust_centre_scale(
+    v: Tensor, valid: Tensor | None, centre: bool, sample: int | None = SAMPLE_ROWS
+) -> tuple[Tensor, Tensor]:
     """Per row of ``v`` (n, T) float64: the median of its valid values (0 without ``centre``)
     and the median absolute deviation from it over the non-zero deviations, both (n,);
     NaN scale where there is none. ``sample`` evenly spaced columns are used (all for None);
     rows with fewer than ``MIN_SAMPLED`` valid sampled values use all of theirs."""
     n, T = v.shape
 
-    def ok(rows, cols):
+    def ok(rows, cols) -> tuple[Tensor, Tensor]:
         vv = v[rows][:, cols]
         fin = torch.isfinite(vv)
-        return vv, fin if valid is None else fin & valid[rows][:, cols]
+        return vv, (fin if valid is None else fin & valid[rows][:, cols])
 
     every = slice(None)
     if sample is not None and T > sample:
@@ -78,10 +79,16 @@ def robust_centre_scale(v: Tensor, valid: Tensor | None, centre: bool,
 def _centre_scale(v: Tensor, ok: Tensor, centre: bool) -> tuple[Tensor, Tensor, Tensor]:
     nan = torch.tensor(float("nan"), dtype=v.dtype, device=v.device)
     vv = torch.where(ok, v, nan)
-    c = vv.nanmedian(-1).values if centre else torch.zeros(v.shape[0], dtype=v.dtype, device=v.device)
+    c = (
+        vv.nanmedian(-1).values
+        if centre
+        else torch.zeros(v.shape[0], dtype=v.dtype, device=v.device)
+    )
     c = torch.nan_to_num(c, nan=0.0)
     dev = (vv - c[:, None]).abs_()
-    dev = torch.where(dev > 0, dev, nan)  # zero deviations (stale prices, the centre itself) say nothing
+    dev = torch.where(
+        dev > 0, dev, nan
+    )  # zero deviations (stale prices, the centre itself) say nothing
     return c, dev.nanmedian(-1).values, ok.sum(-1)
 
 

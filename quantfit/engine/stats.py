@@ -77,11 +77,10 @@ def covariance_factors(ginv: Tensor, units: Units) -> Tensor:
             return torch.zeros_like(g[..., 0, 0])
         u = w / m
         nz = [j for j in range(p) if float(u[j]) != 0.0]
-        out = None
+        out = torch.zeros_like(g[..., 0, 0])
         for j in nz:
             for k in nz:
-                term = g[..., j, k] * (u[j] * u[k])
-                out = term if out is None else out + term
+                out = out + g[..., j, k] * (u[j] * u[k])
         return out.clamp_min(0.0).sqrt().mul_(m)
 
     factors = [quad(rows[i] if rows else None, i) for i in range(p)]
@@ -93,8 +92,9 @@ def covariance_factors(ginv: Tensor, units: Units) -> Tensor:
     return torch.stack(factors)
 
 
-def write_coefficients(theta: Tensor, units: Units, dst: Tensor,
-                       estimate: Tensor | None = None) -> None:
+def write_coefficients(
+    theta: Tensor, units: Units, dst: Tensor, estimate: Tensor | None = None
+) -> None:
     """θ' (a, T', p) in working units -> ``dst`` (p + len(sums), a, T') in original units.
 
     ``theta`` may be a view of ``dst`` (its first p rows): it is then mapped in place, which
@@ -138,9 +138,15 @@ def write_coefficients(theta: Tensor, units: Units, dst: Tensor,
             s.add_(dst[i])
 
 
-def write_residual_statistics(rss: Tensor, tss: Tensor, inv_dof: Tensor, units: Units,
-                              r2: Tensor, resid_vol: Tensor,
-                              estimate: Tensor | None = None) -> None:
+def write_residual_statistics(
+    rss: Tensor,
+    tss: Tensor,
+    inv_dof: Tensor,
+    units: Units,
+    r2: Tensor,
+    resid_vol: Tensor,
+    estimate: Tensor | None = None,
+) -> None:
     """R² into ``r2`` and σ = √(RSS/(n − p)) into ``resid_vol`` (a, T') from ``rss`` / ``tss``
     (a, T') in working units² and ``inv_dof`` (B, T') = 1/(n − p) (NaN where there is no σ).
     NaN where ``estimate`` is False (None: the inputs are NaN there already). A negative RSS
@@ -165,8 +171,9 @@ def write_residual_statistics(rss: Tensor, tss: Tensor, inv_dof: Tensor, units: 
         resid_vol.mul_(units.scale.to(resid_vol))
 
 
-def refit_flags(rss: Tensor, tss: Tensor, yy: Tensor, threshold: Tensor, intercept: bool
-                ) -> Tensor | None:
+def refit_flags(
+    rss: Tensor, tss: Tensor, yy: Tensor, threshold: Tensor, intercept: bool
+) -> Tensor | None:
     """(a, T') bool: windows whose RSS (or, without an intercept, TSS) is too small against
     Σwy² for the moment formulas; None when there is none (the common case)."""
     lim = yy * threshold
@@ -181,9 +188,19 @@ def r2_constant_threshold(dtype: torch.dtype) -> float:
     return (8.0 * torch.finfo(dtype).eps) ** 2
 
 
-def write_pair_statistics(out, a_idx: Tensor, t_idx: Tensor, theta: Tensor, rss: Tensor,
-                          tss: Tensor, n: Tensor, ginv: Tensor | None, units: Units,
-                          estimate: Tensor, se_sigma2: Tensor | None = None) -> None:
+def write_pair_statistics(
+    out,
+    a_idx: Tensor,
+    t_idx: Tensor,
+    theta: Tensor,
+    rss: Tensor,
+    tss: Tensor,
+    n: Tensor,
+    ginv: Tensor | None,
+    units: Units,
+    estimate: Tensor,
+    se_sigma2: Tensor | None = None,
+) -> None:
     """Statistics of N (asset, window) pairs fitted one by one (Huber, the exact refit):
     θ' (N, p), RSS / TSS / n (N,), G⁻¹ (N, p, p) or None (keep the stored SE factors: the
     window's Gram matrix is unchanged), ``units`` with (N, 1) centre / scale; written into the
@@ -200,7 +217,9 @@ def write_pair_statistics(out, a_idx: Tensor, t_idx: Tensor, theta: Tensor, rss:
     vol = torch.empty((N, 1), dtype=dt, device=dev)
     dof = (n - p).to(dt)
     inv_dof = torch.where(estimate & (dof > 0), 1.0 / dof.clamp_min(1.0), math.nan)[:, None]
-    write_residual_statistics(rss.to(dt)[:, None], tss.to(dt)[:, None], inv_dof, units, r2, vol, est)
+    write_residual_statistics(
+        rss.to(dt)[:, None], tss.to(dt)[:, None], inv_dof, units, r2, vol, est
+    )
     a, t = a_idx.to(out.coef.device), t_idx.to(out.coef.device)
     out.coef[:, a, t] = coef[..., 0].to(out.coef)
     out.r2[a, t] = r2[:, 0].to(out.r2)

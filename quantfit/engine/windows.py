@@ -70,8 +70,9 @@ class WindowBounds:
         lo = torch.as_tensor(lo, dtype=torch.int64).cpu()
         T = lo.shape[0]
         t = torch.arange(T)
-        if T and not (bool((lo >= 0).all()) and bool((lo <= t + 1).all())
-                      and bool((lo[1:] >= lo[:-1]).all())):
+        if T and not (
+            bool((lo >= 0).all()) and bool((lo <= t + 1).all()) and bool((lo[1:] >= lo[:-1]).all())
+        ):
             raise ValueError("window starts must be non-decreasing with 0 <= lo[t] <= t + 1")
         return cls(T, None, lo)
 
@@ -164,6 +165,7 @@ def window_sums_(z: Tensor, bounds: WindowBounds, decay: float = 1.0) -> Tensor:
     if bounds.lo is None and (W is None or W >= T):  # expanding (or one window's worth)
         return decayed_cumsum_(z, decay)
     if bounds.lo is None:
+        assert W is not None
         return _fixed_sums_(z, W, decay)
     out = _variable_sums(z[..., :T], bounds.lo.to(z.device), decay)
     z[..., :T].copy_(out)
@@ -189,7 +191,7 @@ def _fixed_sums_(z: Tensor, W: int, decay: float) -> Tensor:
     tails = _tail_sums(zb[..., :-1, 1:], decay) if nb > 1 and W > 1 else None
     decayed_cumsum_(zb, decay)  # heads: forward sums inside each block
     if tails is not None:
-        head = zb[..., 1:, :W - 1]
+        head = zb[..., 1:, : W - 1]
         if decay != 1.0:  # the tail's rows are r + 1 rows older at the window's end
             tails.mul_(torch.pow(decay, torch.arange(1, W, device=z.device, dtype=z.dtype)))
         head += tails
@@ -229,8 +231,10 @@ def _variable_sums(z: Tensor, lo: Tensor, decay: float) -> Tensor:
             # within one block: from its start (a head) or to its end (a tail)
             head_only = same & (lp == start_t)
             tail_only = same & ~head_only
-            for mask, part in ((head_only, heads.index_select(-1, tp)),
-                               (tail_only, tails.index_select(-1, lp))):
+            for mask, part in (
+                (head_only, heads.index_select(-1, tp)),
+                (tail_only, tails.index_select(-1, lp)),
+            ):
                 if bool(mask.any()):
                     out = torch.where(mask, part, out)
             if bool(cross.any()):
@@ -241,7 +245,9 @@ def _variable_sums(z: Tensor, lo: Tensor, decay: float) -> Tensor:
             done = done | same | cross
     for i in torch.nonzero(~done).flatten().tolist():  # short windows: their rows directly
         a = int(lo[i])
-        w = torch.pow(torch.tensor(decay, dtype=dt, device=dev),
-                      torch.arange(i - a, -1, -1, device=dev, dtype=dt))
-        out[..., i] = (z[..., a:i + 1] * w).sum(-1)
+        w = torch.pow(
+            torch.tensor(decay, dtype=dt, device=dev),
+            torch.arange(i - a, -1, -1, device=dev, dtype=dt),
+        )
+        out[..., i] = (z[..., a : i + 1] * w).sum(-1)
     return out

@@ -13,8 +13,8 @@ mean per-window loss after every iteration (``fit.history``), so each solver run
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from os import PathLike
-from typing import Mapping, Sequence
 
 import matplotlib.ticker as mticker
 import numpy as np

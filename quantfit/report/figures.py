@@ -22,8 +22,15 @@ from matplotlib.figure import Figure
 
 from quantfit.errors import FitError
 from quantfit.fit import fit_rolling
-from quantfit.report._common import (check_fit, cross_section_date, fmt_date, new_figure,
-                                     pick_assets, pick_term, save)
+from quantfit.report._common import (
+    check_fit,
+    cross_section_date,
+    fmt_date,
+    new_figure,
+    pick_assets,
+    pick_term,
+    save,
+)
 from quantfit.results import RollingFit
 
 #: How many assets ``plot_beta`` shows when none are named (more lines are unreadable).

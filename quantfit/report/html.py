@@ -17,11 +17,16 @@ import numpy as np
 import pandas as pd
 
 from quantfit import __version__
-from quantfit.errors import FitError
 from quantfit._atomic import atomic_open
+from quantfit.errors import FitError
 from quantfit.report._common import check_fit, cross_section_date, fmt_date
-from quantfit.report.figures import (plot_beta, plot_beta_distribution, plot_beta_heatmap,
-                                     plot_fit, robust_available)
+from quantfit.report.figures import (
+    plot_beta,
+    plot_beta_distribution,
+    plot_beta_heatmap,
+    plot_fit,
+    robust_available,
+)
 from quantfit.results import RollingFit
 
 _CSS = """
