@@ -65,7 +65,9 @@ class Job:
     cells: tuple[np.ndarray, np.ndarray] | None = None
     fraction: float = 1.0
     note: str = ""
-    warmup: Callable[[], Any] | None = None  # untimed call that loads lazy state (kernels, JIT)
+    #: Untimed call that loads lazy state (kernels, JIT) before a best-of timing (the scaling
+    #: sweep); the benchmark rows time the first call on its own instead.
+    warmup: Callable[[], Any] | None = None
     torch_device: str | None = None  # set for torch methods: the runner synchronizes it
     #: What max |Δβ| is taken against: "ols" (quantfit newton, float64, CPU), "rlm" (the
     #: RLM row's windows, for Huber fits), or "huber" (the RLM row itself: filled in from the
@@ -97,7 +99,7 @@ def quantfit_fit(work: Workload, opts: Options, solver: str | None = None,
                  loss: str = "mse") -> Job:
     """``qf.fit_rolling`` on the whole workload (every asset and window in one call), with
     the engine's defaults for everything but the solver (None: fit_rolling's default) and loss."""
-    import quantfit as qf
+    from quantfit.fit import fit_rolling  # imported here, untimed: the first call is a call
     _engine_has(solver=solver, loss=loss)
     kw: dict[str, Any] = dict(window=work.window, device=opts.device)
     if solver is not None:
@@ -106,12 +108,12 @@ def quantfit_fit(work: Workload, opts: Options, solver: str | None = None,
         kw["loss"] = loss
 
     def run():
-        return qf.fit_rolling(work.y, work.x, **kw)
+        return fit_rolling(work.y, work.x, **kw)
 
     def warmup():
         # Up to 64 assets: big enough that torch starts its intra-op thread pool (tensors past
         # the parallel grain size) and loads every kernel, small next to the timed call.
-        return qf.fit_rolling(work.y.iloc[:, :64], work.x, **kw)
+        return fit_rolling(work.y.iloc[:, :64], work.x, **kw)
 
     def betas(fit) -> np.ndarray:
         return fit.beta.to_numpy()
