@@ -310,7 +310,8 @@ def _numeric(frame: pd.DataFrame, what: str) -> np.ndarray:
     except (TypeError, ValueError) as exc:
         raise FitError(f"{what} must hold numbers only: {exc}") from None
     # Column selections, reversed views and .filter()/.reindex() results can come with any
-    # strides (negative ones included): the engine gets one contiguous block per column.
+    # strides, negative ones included (which torch refuses): the engine gets one contiguous
+    # run of dates per asset (one transposing copy here is cheaper than strided chunk reads).
     return np.ascontiguousarray(arr.T).T if what == "y" else np.ascontiguousarray(arr)
 
 

@@ -242,3 +242,38 @@ def test_a_constant_y_has_no_r2_and_zero_vol(data):
     assert est.to_numpy().sum() > 600
     assert (fit.resid_vol.to_numpy()[est.to_numpy()] <= 1e-10).all()
     assert (fit.beta.abs().to_numpy()[est.to_numpy()] <= 1e-6).all()
+
+
+# ---------------------------------------------------------------------------- on a GPU
+@pytest.mark.gpu
+@pytest.mark.parametrize("solver", ["newton", "adam"])
+def test_bad_ticks_and_units_on_cuda_float32(data, solver):
+    """float32 is the default on a GPU: a −99.99 factor row and a 1e8 return stay in their
+    windows, and y in units of 1e40 gives the same betas."""
+    y, x = data
+    kw = {"device": "cuda", "solver": solver}
+    bad, gone = x.copy(), x.copy()
+    bad.iloc[BAD], gone.iloc[BAD] = -99.99, np.nan
+    _close(qf.fit_rolling(y, bad, W, **kw), qf.fit_rolling(y, gone, W, **kw), OUTSIDE,
+           1e-5 if solver == "newton" else 1e-4)
+    ybad = y.copy()
+    ybad.iloc[BAD, 1] = 1e8
+    yok = y.copy()
+    yok.iloc[BAD, 1] = np.nan
+    _close(qf.fit_rolling(ybad, x, W, **kw), qf.fit_rolling(yok, x, W, **kw), OUTSIDE,
+           1e-5 if solver == "newton" else 1e-4)
+    big = qf.fit_rolling(y * 1e40, x, W, **kw)
+    ref = qf.fit_rolling(y, x, W, device="cpu")
+    ok = ref.beta.notna().to_numpy()
+    assert np.abs(big.beta.to_numpy()[ok] * 1e-40 - ref.beta.to_numpy()[ok]).max() < 1e-4
+    assert not np.isinf(big.stderr("mkt").to_numpy()).any()
+
+
+@pytest.mark.gpu
+def test_near_perfect_fits_on_cuda(data):
+    y, x = data
+    yy = pd.DataFrame({"self": x, "line": 0.3 + 2 * x}, index=x.index)
+    fit = qf.fit_rolling(yy, x, W, device="cuda")
+    assert np.nanmax(fit.resid_vol.to_numpy()) <= 1e-9
+    assert np.nanmax(fit.stderr("mkt").to_numpy()) <= 1e-9
+    assert np.nanmin(fit.r2.to_numpy()) >= 1 - 1e-9
