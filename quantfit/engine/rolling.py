@@ -120,20 +120,15 @@ class FitContext:
 
     def units(self, a0: int, a1: int) -> Units:
         """How the working units of assets a0:a1 map back (scale / centre (a, 1))."""
-        col = lambda v: None if v is None else v[a0:a1, None].to(self.device)  # noqa: E731
-        return Units(
-            self._M,
-            col(self.ytf.centre),
-            col(self.ytf.scale),
-            self.intercept,
-            tuple(self.spec.sums),
-        )
+        return self._units(slice(a0, a1))
 
     def pair_units(self, a_idx: Tensor) -> Units:
         """Units of N (asset, window) pairs (scale / centre (N, 1))."""
+        return self._units(a_idx.to(self.device))
 
-        def col(v):
-            return None if v is None else v.to(self.device)[a_idx.to(self.device), None]
+    def _units(self, assets: slice | Tensor) -> Units:
+        def col(v: Tensor | None) -> Tensor | None:
+            return None if v is None else v.to(self.device)[assets][:, None]
 
         return Units(
             self._M,
