@@ -5,7 +5,7 @@ subset choice, reshaping) and returns a ``Job`` whose ``run()`` is the timed wor
 
 =================================  ==========================================================
 ``quantfit newton|gd|adam``        ``qf.fit_rolling(y, x, W, solver=...)``: β, α, SE, R², σ
-``quantfit huber``                 ``qf.fit_rolling(y, x, W, loss="huber")`` (issue 4)
+``quantfit huber``                 ``qf.fit_rolling(y, x, W, loss="huber")``
 ``pandas``                         ``Y.rolling(W).cov(x) / x.rolling(W).var()``: β only
 ``statsmodels RollingOLS``         ``RollingOLS(y_i, [1, x], W).fit()`` looped over assets
 ``polars-ols``                     ``rolling_ols`` per asset column, all in one ``select``
@@ -291,7 +291,7 @@ def torch_loop(work: Workload, opts: Options, lr: float = 0.1, rtol: float | Non
 #: Row name -> method, in table order. ``quantfit newton`` first: it is also the reference.
 METHODS: dict[str, Callable[[Workload, Options], Job]] = {
     "quantfit newton": lambda w, o: quantfit_fit(w, o, "newton"),
-    # gd is not in the issue's list but is one of issue 3's targets (≤ 1.5× pandas).
+    # gd: the cheapest iterative solver, a row of its own beside adam.
     "quantfit gd": lambda w, o: quantfit_fit(w, o, "gd"),
     "quantfit adam": lambda w, o: quantfit_fit(w, o, "adam"),
     "pandas rolling cov/var": pandas_cov_var,

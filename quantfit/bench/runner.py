@@ -82,7 +82,7 @@ class BenchConfig:
         return d
 
 
-#: Named settings. quick = issue 3's W1 (500 × 2,520, W = 252); full = W2 (5,000 × 5,040).
+#: Named settings. quick = W1 (500 × 2,520, W = 252); full = W2 (5,000 × 5,040).
 PRESETS: dict[str, BenchConfig] = {
     "tiny": BenchConfig(WorkloadSpec(20, 300, 63), repeats=2, budget_s=5.0, preset="tiny",
                         options=Options(rolling_ols_assets=3, rlm_windows=20, loop_windows=4)),
