@@ -108,3 +108,38 @@ def test_shared_flags_cannot_be_written_through(clean_returns):
     frame.iloc[300, 0] = -1  # the caller's copy changes, not the fit or the other assets
     assert fit.nobs.iloc[300, 0] == 252 and frame.iloc[300, 1] == 252
     assert (fit.to_frame()["nobs"] == 252).all()
+
+
+@pytest.mark.parametrize("kw", [dict(window=40, min_obs=40), dict(window=50, min_obs=50, halflife=10.0),
+                                dict(window=60, min_obs=60, intercept=False)],
+                         ids=["w40", "halflife", "no-intercept"])
+def test_assets_listed_or_delisted_mid_sample_take_the_fast_path(kw):
+    """Leading and trailing NaN only (the normal case at scale) with min_obs = window: every
+    window with an estimate holds the factors' rows, so the shared Gram matrices serve it."""
+    y, x = _edge_data()
+    y = y.copy()
+    y.iloc[:70, 0] = np.nan  # lists late
+    y.iloc[350:, 1] = np.nan  # delisted
+    y.iloc[:30, 3] = np.nan
+    y.iloc[380:, 3] = np.nan
+    y["E"] = np.nan  # never traded
+    assert engine_path(y, x, kw["window"], kw["min_obs"]) == "shared"
+    fast, general = _run(y, x, "auto", **kw), _run(y, x, "general", **kw)
+    for name, a, b in [("coef", fast.coef, general.coef), ("stderr", fast.stderr(1), general.stderr(1)),
+                       ("r2", fast.r2, general.r2), ("resid_vol", fast.resid_vol, general.resid_vol),
+                       ("nobs", fast.nobs, general.nobs), ("converged", fast.converged, general.converged),
+                       ("n_iter", fast.n_iter, general.n_iter)]:
+        a, b = a.numpy().astype(float), b.numpy().astype(float)
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=name)
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, equal_nan=True, err_msg=name)
+    assert np.isnan(fast.coef[0, 0, :70 + kw["window"] - 1].numpy()).all()
+    assert np.isfinite(fast.coef[0, 0, 70 + kw["window"] + 10].item())
+
+
+def test_holes_inside_a_history_or_min_obs_below_the_window_take_the_general_path():
+    y, x = _edge_data()
+    y = y.copy()
+    y.iloc[:70, 0] = np.nan
+    assert engine_path(y, x, 40, 30) == "general"  # partial windows would count
+    y.iloc[200, 1] = np.nan
+    assert engine_path(y, x, 40, 40) == "general"  # a hole inside B's history

@@ -94,10 +94,13 @@ def asset_window_sums(
     decay: float,
     intercept: bool,
     shared: bool,
+    zero_missing: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Window sums of the per-asset series: ``zy`` (A, T, p) of z·y, ``yy`` (A, T) of y² and
     ``sy`` (A, T) of y, over the rows each asset uses; and those rows (B, T) bool (B = 1 when
-    ``shared``: they are x_valid for every asset)."""
+    ``shared``: they are x_valid for every asset). ``zero_missing`` with ``shared``: y may also
+    be missing outside the windows the caller keeps (leading / trailing NaN); those rows count
+    as zeros here and the caller drops the windows that reach them."""
     A, T = y.shape
     p = len(z)
     Tp = padded_length(bounds)
@@ -110,7 +113,9 @@ def asset_window_sums(
     zero = torch.zeros((), dtype=dt, device=dev)
     if shared:
         rows = x_valid[None, :]
-        if bool(x_valid.all()):
+        if zero_missing:
+            torch.where(torch.isfinite(y) & x_valid, y, zero, out=y0)
+        elif bool(x_valid.all()):
             y0.copy_(y)
         else:
             torch.where(x_valid, y, zero, out=y0)

@@ -103,6 +103,8 @@ class FitContext:
     shared_rows: bool
     x_dev: Tensor = field(init=False)  # (T, k) working factors on the device, compute dtype
     xv_dev: Tensor = field(init=False)  # (T,) bool on the device
+    #: (A, 2) first / last valid row per asset when rows are contiguous runs (shared_ols)
+    ranges: Tensor | None = None
     hist_parts: list = field(default_factory=list)  # (Σ loss per iteration, windows) per chunk
     drops: list = field(default_factory=list)  # (asset, date) pairs to drop at the end
 
@@ -189,6 +191,29 @@ def _shared_rows(y: Tensor, x_valid: Tensor) -> bool:
     return bool(torch.isfinite(y.sum(0))[x_valid].all())
 
 
+def contiguous_ranges(y: Tensor, x_valid: Tensor, spec: RollingSpec) -> Tensor | None:
+    """(A, 2) int64 first and last valid row of each asset when every asset's valid rows are
+    one contiguous run of the factors' rows (listed mid-sample, delisted: leading and trailing
+    NaN only) and every window with an estimate must be full (a fixed window with
+    ``min_obs == window``): such windows hold exactly the factors' rows, so the shared Gram
+    matrices serve them. None otherwise."""
+    if spec.window is None or spec.starts is not None or spec.min_obs < spec.window:
+        return None
+    A, T = y.shape
+    valid = torch.isfinite(y) & x_valid
+    cnt = valid.sum(1)
+    first = valid.to(torch.uint8).argmax(1)
+    last = T - 1 - valid.flip(1).to(torch.uint8).argmax(1)
+    xc = torch.nn.functional.pad(x_valid.to(torch.int64).cumsum(0), (1, 0))
+    runs = (cnt == xc[last + 1] - xc[first]) | (cnt == 0)
+    if not bool(runs.all()):
+        return None
+    empty = cnt == 0
+    first = torch.where(empty, T, first)
+    last = torch.where(empty, -1, last)
+    return torch.stack([first, last], 1)
+
+
 def select_path(
     y: Tensor,
     x: Tensor,
@@ -202,8 +227,10 @@ def select_path(
     or history, when every asset uses the factors' rows; "general" otherwise."""
     if spec.loss == "huber":
         return "huber"
+    y = y.to(torch.float64)
     x_valid = torch.isfinite(x.to(torch.float64)).all(1)
-    return _choose(spec, _shared_rows(y.to(torch.float64), x_valid), device, dtype, out_device)
+    shared = _shared_rows(y, x_valid) or contiguous_ranges(y, x_valid, spec) is not None
+    return _choose(spec, shared, device, dtype, out_device)
 
 
 def _choose(spec: RollingSpec, shared_rows: bool, device, dtype, out_device) -> str:
@@ -240,7 +267,10 @@ def rolling_regression(
     x = x.to(torch.float64)
     x_valid = torch.isfinite(x).all(1)
     shared_rows = _shared_rows(y, x_valid)
-    auto = _choose(spec, shared_rows, device, dtype, out_device)
+    ranges = None
+    if not shared_rows and spec.loss != "huber":
+        ranges = contiguous_ranges(y, x_valid, spec)
+    auto = _choose(spec, shared_rows or ranges is not None, device, dtype, out_device)
     if path not in ("auto", auto) and not (path == "general" and auto == "shared"):
         raise ValueError(f"path={path!r} cannot fit these inputs (the automatic path is {auto!r})")
     chosen = auto if path == "auto" else path
@@ -252,6 +282,8 @@ def rolling_regression(
     ytf = target_transform(y, x_valid[None, :], spec.intercept, mode)
     bounds = spec.bounds(T)
     ctx = FitContext(spec, y, x_valid, xtf, ytf, bounds, device, dtype, shared_rows)
+    if fast:
+        ctx.ranges = ranges
     p = ctx.p
     P = p + len(spec.sums)
     out_dev = torch.device(out_device)
@@ -267,12 +299,12 @@ def rolling_regression(
         n_se, n_flags = A, A
     elif fast:
         runner = SharedOLS(ctx)
-        n_se, n_flags = 1, 1
+        n_se, n_flags = 1, (1 if ranges is None else A)
     else:
         runner = MomentPath(ctx)
         n_se = 1 if shared_rows else A
         n_flags = 1 if shared_rows and spec.solver == "newton" else A
-    n_nobs = 1 if shared_rows and not huber else A
+    n_nobs = 1 if shared_rows and not huber else A  # per asset for contiguous ranges too
     out = RollingOutput(
         coef=empty((P, A, T)),
         se_factor=empty((P, n_se, T)),

@@ -63,10 +63,14 @@ class SharedOLS:
         out.fill_startup(t0)
         out.se_factor[:, :, t0:] = covariance_factors(self.ginv, c.units(0, 0))
         out.se_factor[:, :, :t0] = float("nan")
-        out.nobs.copy_(nobs)
         out.converged.zero_()
-        out.converged[:, t0:] = est
-        out.n_iter.copy_(out.converged)
+        if c.ranges is None:
+            out.nobs.copy_(nobs)
+            out.converged[:, t0:] = est
+            out.n_iter.copy_(out.converged)
+        else:  # per asset: the factors' rows inside the asset's run [first, last]
+            out.nobs.copy_(_run_counts(xv, c.ranges.to(xv.device), c.bounds))
+            out.n_iter.zero_()
 
     def fit_chunk(self, y: Tensor, a0: int, a1: int, out) -> tuple[Tensor, Tensor] | None:
         """Fit assets a0:a1 (``y`` (a, T) working units on the compute device) into ``out``;
@@ -74,8 +78,9 @@ class SharedOLS:
         c, t0, p = self.ctx, self.t0, self.ctx.p
         if t0 >= y.shape[1]:
             return None
+        runs = c.ranges is not None
         zy, yy, sy, _ = asset_window_sums(
-            y, c.xv_dev, self.z, c.bounds, c.decay, c.intercept, shared=True
+            y, c.xv_dev, self.z, c.bounds, c.decay, c.intercept, shared=True, zero_missing=runs
         )
         zy, yy, sy = zy[:, t0:], yy[:, t0:], sy[:, t0:]
         units = c.units(a0, a1)
@@ -95,7 +100,39 @@ class SharedOLS:
         write_residual_statistics(
             rss, tss, self.inv_dof, units, out.r2[a0:a1, t0:], out.resid_vol[a0:a1, t0:]
         )
+        if runs:  # windows that reach past an asset's run have too few rows: no estimate
+            inside = _inside_runs(c.ranges[a0:a1].to(y.device), t0, yy.shape[1], c.min_obs)
+            outside = ~inside
+            coef.masked_fill_(outside, float("nan"))
+            out.r2[a0:a1, t0:].masked_fill_(outside, float("nan"))
+            out.resid_vol[a0:a1, t0:].masked_fill_(outside, float("nan"))
+            conv = out.converged[a0:a1, t0:]
+            conv.copy_(inside & self.est)
+            out.n_iter[a0:a1, t0:].copy_(conv)
+            if flags is not None:
+                flags &= inside
+                if not bool(flags.any()):
+                    flags = None
         if flags is None:
             return None
         ai, ti = torch.nonzero(flags, as_tuple=True)
         return ai + a0, ti + t0
+
+
+def _inside_runs(ranges: Tensor, t0: int, n: int, window: int) -> Tensor:
+    """(a, n) bool: windows t0 .. t0 + n − 1 that lie inside each asset's run of valid rows
+    [first, last] (``ranges`` (a, 2)), i.e. first + W − 1 <= t <= last."""
+    t = torch.arange(t0, t0 + n, device=ranges.device)
+    return (t >= ranges[:, :1] + window - 1) & (t <= ranges[:, 1:])
+
+
+def _run_counts(x_valid: Tensor, ranges: Tensor, bounds) -> Tensor:
+    """(A, T) int32: the factors' valid rows in each window that fall inside each asset's run
+    [first, last] — the asset's own valid rows (exact integer counts)."""
+    T = x_valid.shape[0]
+    xc = torch.nn.functional.pad(x_valid.to(torch.int64).cumsum(0), (1, 0))
+    t = torch.arange(T, device=x_valid.device)
+    lo = torch.maximum(bounds.first_rows().to(x_valid.device)[None, :], ranges[:, :1])
+    hi = torch.minimum(t[None, :], ranges[:, 1:])
+    n = xc[(hi + 1).clamp(0, T)] - xc[lo.clamp(0, T)]
+    return torch.where(hi >= lo, n, 0).to(torch.int32)
