@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-#: Idle result buffers kept for reuse (bytes, all buffers together).
+#: Idle result buffers kept for reuse (bytes, all buffers together; and how many at most).
 POOL_BYTES = 512 * 2**20
+POOL_BUFFERS = 64
 
 _NP = {
     torch.float64: np.float64,
@@ -58,7 +59,7 @@ class BufferPool:
     def _trim(self) -> None:
         total = sum(b.nbytes for b in self._bufs)
         i = 0
-        while total > self.max_bytes and i < len(self._bufs):
+        while (total > self.max_bytes or len(self._bufs) > POOL_BUFFERS) and i < len(self._bufs):
             if sys.getrefcount(self._bufs[i]) == 2:  # idle: drop the oldest first
                 total -= self._bufs.pop(i).nbytes
             else:

@@ -310,9 +310,9 @@ def rolling_regression(
         se_factor=empty((P, n_se, T)),
         r2=empty((A, T)),
         resid_vol=empty((A, T)),
-        nobs=torch.empty((n_nobs, T), dtype=torch.int32, device=out_dev),
-        converged=torch.empty((n_flags, T), dtype=torch.bool, device=out_dev),
-        n_iter=torch.empty((n_flags, T), dtype=torch.int32, device=out_dev),
+        nobs=empty((n_nobs, T), torch.int32),
+        converged=empty((n_flags, T), torch.bool),
+        n_iter=empty((n_flags, T), torch.int32),
         se_sigma=empty((A, T)) if huber else None,
     )
     refits: list = []
