@@ -278,3 +278,36 @@ def test_live_results_never_share_memory():
     third = qf.fit_rolling(y1, x, 40)
     pd.testing.assert_frame_equal(third.beta, keep)
     pd.testing.assert_frame_equal(second.beta, (qf.fit_rolling(y1 * 2 + 1, x, 40)).beta)
+
+
+@pytest.mark.parametrize("path,solver", [("auto", "newton"), ("general", "newton"), ("auto", "gd"),
+                                         ("auto", "huber")])
+def test_windows_of_varying_length_through_the_whole_engine(path, solver):
+    """``RollingSpec.starts`` (a first row per window, e.g. a calendar lookback) runs through
+    every path; the reference is numpy least squares on each window's rows."""
+    import numpy as np
+
+    from quantfit.engine import RollingSpec, rolling_regression
+    g = np.random.default_rng(8)
+    T = 320
+    x = g.normal(0, 0.01, T)
+    y = np.stack([0.001 + b * x + g.normal(0, 0.01, T) for b in (0.5, 1.0, 1.5)])
+    t = np.arange(T)
+    lo = np.maximum.accumulate(np.clip(t - 60 + (t % 9), 0, None))  # 52..60 rows per window
+    kw = dict(loss="huber") if solver == "huber" else dict(solver=solver)
+    spec = RollingSpec(window=None, min_obs=40, starts=torch.tensor(lo), **kw)
+    out = rolling_regression(torch.tensor(y), torch.tensor(x[:, None]), spec,
+                             torch.device("cpu"), F64, path=path)
+    np.testing.assert_array_equal(out.nobs[0].numpy(), t - lo + 1)
+    tol = 1e-9 if solver == "newton" else 1e-5
+    for tt in (60, 150, 200, 319):
+        rows = slice(lo[tt], tt + 1)
+        Z = np.c_[np.ones(tt + 1 - lo[tt]), x[rows]]
+        for a in range(3):
+            if solver == "huber":
+                import statsmodels.api as sm
+                ref = sm.RLM(y[a, rows], Z, M=sm.robust.norms.HuberT(t=1.345)).fit().params
+                tol = 1e-4
+            else:
+                ref = np.linalg.lstsq(Z, y[a, rows], rcond=None)[0]
+            np.testing.assert_allclose(out.coef[:2, a, tt].numpy(), ref, atol=tol)
