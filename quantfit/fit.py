@@ -310,8 +310,11 @@ def _numeric(frame: pd.DataFrame, what: str) -> np.ndarray:
     except (TypeError, ValueError) as exc:
         raise FitError(f"{what} must hold numbers only: {exc}") from None
     # Column selections, reversed views and .filter()/.reindex() results can come with any
-    # strides, negative ones included (which torch refuses): the engine gets one contiguous
-    # run of dates per asset (one transposing copy here is cheaper than strided chunk reads).
+    # strides, negative ones included (which torch refuses): the engine gets y as one C- or
+    # F-contiguous block (its chunks are copied into working buffers either way; an F-ordered
+    # frame is not transposed here, which would touch y's size of fresh memory), x as C.
+    if what == "y" and (arr.flags.c_contiguous or arr.flags.f_contiguous):
+        return arr
     return np.ascontiguousarray(arr.T).T if what == "y" else np.ascontiguousarray(arr)
 
 

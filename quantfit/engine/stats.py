@@ -206,7 +206,17 @@ def refit_flags(
     rss: Tensor, tss: Tensor, yy: Tensor, threshold: Tensor, intercept: bool
 ) -> Tensor | None:
     """(a, T') bool: windows whose RSS (or, without an intercept, TSS) is too small against
-    Σwy² for the moment formulas; None when there is none (the common case)."""
+    Σwy² for the moment formulas; None when there is none (the common case).
+
+    With an intercept and finite inputs (every window estimated) one pass and a minimum
+    decide that there is none; NaN would hide in a minimum, so otherwise the full test runs."""
+    if intercept and bool(torch.isfinite(threshold).all()):
+        d = torch.addcmul(rss, yy, threshold, value=-1.0)  # RSS − threshold·Σwy²
+        low = d.amin()
+        if bool(low >= 0):  # NaN (an overflow) compares False: take the full test then
+            return None
+        flags = d < 0
+        return flags if bool(flags.any()) else None
     lim = yy * threshold
     flags = rss < lim
     if not intercept:
