@@ -156,3 +156,9 @@ def test_refresh_refuses_a_missing_mps_device(tmp_path, capsys):
     err = capsys.readouterr()[1].strip()
     assert code == 2 and err.startswith("quantfit: error: ") and "MPS" in err
     assert "\n" not in err and not any(tmp_path.iterdir())
+
+
+def test_the_specs_name_what_the_engine_has():
+    from quantfit import engine, spec
+    assert spec.LOSSES == tuple(engine.LOSSES)
+    assert spec.SOLVERS == tuple(engine.SOLVERS)
