@@ -3,10 +3,11 @@ results nobody holds any more.
 
 Why a pool: a fit writes a few (assets × dates) float64 arrays (10 MB each for 500 × 2,520).
 Memory freshly mapped from the kernel costs a page fault per 4 KB page on first touch, which on
-a busy machine takes longer than computing the numbers. Result buffers are numpy allocations
-(numpy asks the kernel for huge pages, a few hundred faults instead of thousands) and are kept
-in a bounded pool after their fit is gone (a buffer is free again exactly when only the pool
-references it), so the next fit of the same size writes into memory that is already mapped.
+a busy machine takes longer than computing the numbers. Result buffers are kept in a bounded
+pool after their fit is gone (a buffer is free again exactly when only the pool references
+it), so the next fit of the same size writes into memory that is already mapped. They come
+from torch's allocator, in 4 KB pages: numpy asks the kernel for transparent huge pages, whose
+first touch was slower on average on a shared VM (the kernel compacts memory to find them).
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ class BufferPool:
                 if self._bufs[i].nbytes == n and sys.getrefcount(self._bufs[i]) == 2:
                     buf = self._bufs.pop(i)
                     break
-            if buf is None:
-                buf = np.empty(n, dtype=np.uint8)
+            if buf is None:  # torch's allocator: 4 KB pages (see the module docstring)
+                buf = torch.empty(n, dtype=torch.uint8).numpy()
             self._bufs.append(buf)  # most recently used last
             self._trim()
         return torch.from_numpy(buf.view(npdt).reshape(shape))
