@@ -35,7 +35,7 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -46,7 +46,7 @@ from quantfit._atomic import (exclusive_lock, fsync_dir, read_manifest, remove_t
                               write_json_atomic)
 from quantfit.data.dates import parse_date
 from quantfit.errors import DataError
-from quantfit.results import RollingFit
+from quantfit.results import FitMeta, RollingFit
 
 FORMAT = "quantfit-results"
 VERSION = 1
@@ -67,25 +67,20 @@ SCHEMA = pa.schema([
 def tidy_table(fit: RollingFit) -> pa.Table:
     """The tidy rows of ``fit`` (windows with an estimate) as an arrow table in ``SCHEMA``.
 
-    Row order is ``fit.to_frame()``'s: date-major, then the fit's asset order, then its terms.
+    Row order is ``fit.to_frame()``'s (``RollingFit.tidy``, the one tidy conversion):
+    date-major, then the fit's asset order, then its terms.
     """
-    frame = fit.to_frame(dropna=True)
-    # converged / n_iter in to_frame's row order (date-major over windows with an estimate).
-    keep = np.isfinite(fit.coef(fit.terms[0]).to_numpy())  # (T, A)
-    t_idx, a_idx = np.nonzero(keep)
-    p = len(fit.terms)
-    conv = np.repeat(fit.converged.to_numpy()[t_idx, a_idx], p)
-    n_iter = np.repeat(fit.n_iter.to_numpy()[t_idx, a_idx], p)
-    days = pd.DatetimeIndex(frame["date"]).values.astype("datetime64[D]")
+    cols = fit.tidy("estimate")
+    days = pd.DatetimeIndex(cols["date"]).values.astype("datetime64[D]")
     return pa.Table.from_arrays([
         pa.array(days, pa.date32()),
-        pa.array(frame["asset"].astype(str).to_numpy(object), pa.string()),
-        pa.array(frame["term"].astype(str).to_numpy(object), pa.string()),
-        *(pa.array(frame[c].to_numpy(np.float64), pa.float64())
+        pa.array(cols["asset"].astype(str), pa.string()),
+        pa.array(cols["term"].astype(str), pa.string()),
+        *(pa.array(cols[c].astype(np.float64), pa.float64())
           for c in ("estimate", "std_error", "t_stat", "r2", "resid_vol")),
-        pa.array(frame["nobs"].to_numpy(np.int32), pa.int32()),
-        pa.array(conv.astype(bool), pa.bool_()),
-        pa.array(n_iter.astype(np.int32), pa.int32()),
+        pa.array(cols["nobs"].astype(np.int32), pa.int32()),
+        pa.array(cols["converged"].astype(bool), pa.bool_()),
+        pa.array(cols["n_iter"].astype(np.int32), pa.int32()),
     ], schema=SCHEMA)
 
 
@@ -338,7 +333,7 @@ def read_results(out_dir: str | os.PathLike, start=None, end=None, *,
     The fit has the result set's assets (its universe, sorted) and terms, and the dates that
     have at least one estimate (warm-up dates where no asset has an estimate are not stored);
     windows without an estimate are NaN with ``nobs`` 0. ``settings`` are the fit settings of
-    the run, plus ``key`` and ``params`` of the result set.
+    the run (``fit.meta``), with ``key`` and ``params`` of the result set in ``meta.origin``.
     """
     if last_years is not None:
         if start is not None:
@@ -350,7 +345,11 @@ def read_results(out_dir: str | os.PathLike, start=None, end=None, *,
     if tidy.empty:
         raise DataError(f"no results between {start or 'the start'} and {end or 'the end'} in {out_dir}")
     index = pd.DatetimeIndex(pd.unique(tidy["date"]), name="date")  # files are date-sorted
-    settings: dict[str, Any] = dict(manifest.get("settings", {}), key=manifest["key"],
-                                    params=manifest["params"])
+    origin = {"key": manifest["key"], "params": manifest["params"]}
+    meta = settings = None
+    if "meta" in manifest:
+        meta = FitMeta.from_dict(dict(manifest["meta"], origin=origin))
+    else:  # a result set written before the typed metadata
+        settings = dict(manifest.get("settings", {}), **origin)
     return RollingFit.from_frame(tidy, index=index, assets=pd.Index(manifest["universe"], dtype=object),
-                                 terms=list(manifest["terms"]), settings=settings)
+                                 terms=list(manifest["terms"]), meta=meta, settings=settings)

@@ -26,12 +26,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from storekit import assert_wide_equal, data_files, live_files, make_long, manifest, wide_of
 
 from quantfit.cli import main
 from quantfit.data import frames
 from quantfit.data.store import ChangesUnavailable, PriceStore
 from quantfit.errors import DataError
-from storekit import assert_wide_equal, data_files, live_files, make_long, manifest, wide_of
 
 DAYS = pd.bdate_range("2018-12-03", periods=320)  # two calendar years and a bit
 

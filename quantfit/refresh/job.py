@@ -18,8 +18,8 @@ import pyarrow as pa
 
 from quantfit.errors import DataError, QuantfitError
 from quantfit.refresh.inputs import _ensure_store, fingerprint, load_inputs, update_yfinance
-from quantfit.refresh.params import (RefreshParams, canonical_params, check_params, params_key,
-                                     parse_universe)
+from quantfit.refresh.params import (RefreshParams, canonical_params, check_params, fit_spec,
+                                     params_key, parse_universe)
 from quantfit.results import RollingFit
 from quantfit.results_store import (FORMAT, VERSION, ResultSet, split_by_month, tidy_table,
                                     write_latest)
@@ -79,24 +79,13 @@ class Progress:
 def fit_chunks(y: pd.DataFrame, x: pd.DataFrame, p: RefreshParams, progress: Progress) -> RollingFit:
     """``qf.fit_rolling`` over chunks of ``ASSET_CHUNK`` assets, joined into one RollingFit."""
     from quantfit.fit import fit_rolling
-    kw = dict(window=p.window, min_obs=p.min_obs, expanding=p.window is None, halflife=p.halflife,
-              solver=p.solver, loss=p.loss, tol=p.tol, max_iter=p.max_iter, device=p.device)
+    spec = fit_spec(p)
     xs = x.iloc[:, 0] if x.shape[1] == 1 else x
     fits = []
     for a0 in range(0, y.shape[1], ASSET_CHUNK):
-        fits.append(fit_rolling(y.iloc[:, a0:a0 + ASSET_CHUNK], xs, **kw))
+        fits.append(fit_rolling(y.iloc[:, a0:a0 + ASSET_CHUNK], xs, spec=spec))
         progress.advance()
-    if len(fits) == 1:
-        return fits[0]
-    first = fits[0]
-    cat = lambda get: np.concatenate([get(f).to_numpy() for f in fits], axis=1).T  # noqa: E731
-    return RollingFit(
-        index=first.index, assets=y.columns, terms=first.terms,
-        coef=np.stack([cat(lambda f, t=t: f.coef(t)) for t in first.terms]),
-        stderr=np.stack([cat(lambda f, t=t: f.stderr(t)) for t in first.terms]),
-        r2=cat(lambda f: f.r2), resid_vol=cat(lambda f: f.resid_vol), nobs=cat(lambda f: f.nobs),
-        converged=cat(lambda f: f.converged), n_iter=cat(lambda f: f.n_iter),
-        settings=first.settings)
+    return fits[0] if len(fits) == 1 else RollingFit.concat(fits, axis="assets")
 
 
 def plan(manifest: dict | None, y: pd.DataFrame, x: pd.DataFrame, universe: list[str],
@@ -275,6 +264,7 @@ def _compute_and_commit(p, rs: ResultSet, manifest, mode, reason, start, prices,
         "params": params, "created": (manifest or {}).get("created", now), "updated": now,
         "package_version": __version__,
         "settings": fit.settings,
+        "meta": fit.meta.to_dict(),
         "inputs": {"store": str(Path(p.store).resolve()), "benchmark": p.benchmark if p.factors is None else None,
                    "factors": p.factors, "store_last": str(prices.index[-1].date())},
         "universe": universe, "terms": fit.terms,
@@ -300,16 +290,8 @@ def _compute_and_commit(p, rs: ResultSet, manifest, mode, reason, start, prices,
 
 
 def _tail(fit: RollingFit, i: int) -> RollingFit:
-    """The fit restricted to its dates ``i:`` (views, no copies)."""
-    if i == 0:
-        return fit
-    arr = lambda f: f.to_numpy()[i:].T  # noqa: E731  (T, A) frame -> (A, T - i)
-    return RollingFit(
-        index=fit.index[i:], assets=fit.assets, terms=fit.terms,
-        coef=np.stack([arr(fit.coef(t)) for t in fit.terms]),
-        stderr=np.stack([arr(fit.stderr(t)) for t in fit.terms]),
-        r2=arr(fit.r2), resid_vol=arr(fit.resid_vol), nobs=arr(fit.nobs),
-        converged=arr(fit.converged), n_iter=arr(fit.n_iter), settings=fit.settings)
+    """The fit restricted to its dates ``i:``."""
+    return fit if i == 0 else fit.isel(dates=slice(i, None))
 
 
 #: The nightly report shows this many years up to the latest date (all of it is on disk).

@@ -116,7 +116,9 @@ class TickerTable:
             return TickerTable.empty()
         names = np.concatenate([p[0] for p in parts]).astype(object)
         order = np.argsort(names, kind="stable")
-        col = (lambda i: np.concatenate([p[i] for p in parts]).astype(np.int64)[order])
+        def col(i):
+            return np.concatenate([p[i] for p in parts]).astype(np.int64)[order]
+
         return TickerTable(names[order], col(1), col(2), col(3), np.full(len(names), gen, np.int64))
 
     def positions(self, tickers: np.ndarray) -> np.ndarray:

@@ -138,7 +138,9 @@ class PriceStore:
             if m.version == 1:
                 t = v1_ticker_table(self.path, m)
             pos = t.positions(names)
-            dates = (lambda a: pd.DatetimeIndex(a[pos].astype("datetime64[D]")).astype(DATE_DTYPE))
+            def dates(a):
+                return pd.DatetimeIndex(a[pos].astype("datetime64[D]")).astype(DATE_DTYPE)
+
             return pd.DataFrame({"first": dates(t.first), "last": dates(t.last), "rows": t.rows[pos],
                                  "generation": t.gen[pos]},
                                 index=pd.Index(names.tolist(), name="ticker", dtype=object))
