@@ -13,7 +13,8 @@ Layers (data flows one way): ``quantfit.data`` (sources, PriceStore, returns) ->
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 from typing import TYPE_CHECKING
 
 from quantfit.errors import DataError, FitError, QuantfitError
@@ -36,6 +37,10 @@ __all__ += ["sources", "PriceStore", "returns", "load_sample", "compound", "exce
 _LAZY: dict[str, tuple[str, str | None]] = {
     "fit_rolling": ("quantfit.fit", "fit_rolling"),
     "RollingFit": ("quantfit.results", "RollingFit"),
+    "FitMeta": ("quantfit.results", "FitMeta"),
+    "FitSpec": ("quantfit.spec", "FitSpec"),
+    "spec": ("quantfit.spec", None),  # WindowSpec, EstimatorSpec, SolverSpec, ComputeSpec, ...
+    "transforms": ("quantfit.transforms", None),  # welch_winsorize, dimson_lags
     "adjust": ("quantfit.adjust", None),
     "report": ("quantfit.report", None),
     "read_betas": ("quantfit.results_store", "read_betas"),  # nightly results of `quantfit refresh`
@@ -45,10 +50,11 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 __all__ += list(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from quantfit import adjust, report
+    from quantfit import adjust, report, spec, transforms
     from quantfit.fit import fit_rolling
-    from quantfit.results import RollingFit
+    from quantfit.results import FitMeta, RollingFit
     from quantfit.results_store import read_betas, read_results
+    from quantfit.spec import FitSpec
 
 
 def __getattr__(name: str):

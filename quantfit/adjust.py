@@ -83,7 +83,7 @@ def vasicek(
 
 
 def _only_factor(fit: Any) -> str:
-    beta_term = getattr(fit, "settings", {}).get("beta_term")  # a Dimson fit: the summed beta
+    beta_term = fit.meta.beta_term  # a Dimson fit: the summed beta
     if beta_term:
         return beta_term
     factors = [t for t in fit.terms if t != "alpha"]

@@ -4,7 +4,7 @@
     quantfit ingest csv PATH             [--ticker T] [--date-format FMT] [--store DIR] [--quiet]
     quantfit ingest yfinance TICKER...   [--start D] [--end D] [--store DIR] [--quiet]
     quantfit prices [--store DIR] [--tickers T ...] [--start D] [--end D] [--tail N]
-    quantfit store verify|compact|migrate [--store DIR] [--quiet]
+    quantfit store verify|compact|migrate [--store DIR] [--quiet]   (migrate: [--rename OLD NEW]...)
     quantfit refresh [--store DIR] [--out DIR] [--universe T,..|FILE] [--config FILE] ...
     quantfit report --out DIR [--title TEXT]
     quantfit bench [--tiny|--quick|--full] [--device D] [--json PATH] [--scaling] ...
@@ -207,8 +207,13 @@ def _store_compact(args) -> int:
 
 def _store_migrate(args) -> int:
     from quantfit.data.store import PriceStore
+    rename: dict[str, str] = {}
+    for old, new in args.rename or []:
+        if old in rename:
+            raise DataError(f"--rename {old!r} given twice")
+        rename[old] = new
     with _progress(args, "migrate", "rows") as bar:
-        summary = PriceStore(args.store).migrate(progress=bar)
+        summary = PriceStore(args.store).migrate(rename=rename, progress=bar)
     print(f"{args.store}: {summary}")
     return 0
 
@@ -230,9 +235,14 @@ def register_store(subparsers) -> None:
     c.add_argument("--full", action="store_true", help="rewrite every segment, not only those "
                                                         "with pending deltas")
     c.set_defaults(func=_store_compact)
-    m = ops.add_parser("migrate", help="rewrite a store of format v1 in the current format "
-                                       "(the first ingest does it too)")
+    m = ops.add_parser("migrate", help="rewrite a store of format v1 in the current format and "
+                                       "rename tickers stored before the ticker rule (aapl -> "
+                                       "AAPL); the first ingest of a v1 store does it too")
     _store_option(m, quiet=True)
+    m.add_argument("--rename", nargs=2, action="append", metavar=("OLD", "NEW"),
+                   help="store the ticker OLD (spelled as stored) as NEW: for a name the rule "
+                        "cannot rename (two names that become one, like aapl and AAPL; an "
+                        "invalid name); repeatable")
     m.set_defaults(func=_store_migrate)
 
 

@@ -42,17 +42,14 @@ def clean_returns(sample_prices):
     return y, x
 
 
-@pytest.fixture
-def fast_calls(monkeypatch):
-    """Assets fitted by newton's fast path (``engine/shared_ols.py``), one entry per chunk."""
-    from quantfit.engine import rolling
+def engine_path(y, x, window, min_obs=None, **kw) -> str:
+    """The path the engine takes for ``qf.fit_rolling(y, x, window, min_obs=..., **kw)``
+    (``quantfit.engine.select_path``: "shared", "general" or "huber")."""
+    from quantfit.engine import RollingSpec, select_path
 
-    calls: list[int] = []
-    real = rolling.fit_shared_chunk
-
-    def spy(*args, **kwargs):
-        calls.append(args[0].shape[0])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(rolling, "fit_shared_chunk", spy)
-    return calls
+    Y = y.to_frame() if isinstance(y, pd.Series) else y
+    X = (x.to_frame() if isinstance(x, pd.Series) else x).reindex(Y.index)
+    p = X.shape[1] + 1
+    spec = RollingSpec(window=window, min_obs=min_obs or window or p, **kw)
+    return select_path(torch.tensor(Y.to_numpy(float).T), torch.tensor(X.to_numpy(float)), spec,
+                       torch.device("cpu"), torch.float64)

@@ -10,9 +10,16 @@ import sys
 import numpy as np
 import pytest
 
-import quantfit.engine
-from quantfit.bench import METHODS, Job, PeerUnavailable, config_for, make_workload, run_bench
-from quantfit.bench import peers
+import quantfit.spec
+from quantfit.bench import (
+    METHODS,
+    Job,
+    PeerUnavailable,
+    config_for,
+    make_workload,
+    peers,
+    run_bench,
+)
 from quantfit.bench.runner import FIELDS, beta_errors, extrapolate, reset_peak_rss, time_repeats
 from quantfit.bench.table import read_json, to_markdown, write_json
 from quantfit.cli import main
@@ -57,6 +64,8 @@ def test_every_row_has_every_field(tiny_result):
         assert r["status"] == "ok", (r["name"], r["note"], r.get("traceback"))
         if r["status"] == "ok":
             assert r["wall_s"] > 0 and r["repeats"] >= 1 and 0 < r["fraction"] <= 1
+            # the three conditions: first call in the child, best of the repeats, after pandas
+            assert r["first_s"] > 0 and r["best_s"] <= r["wall_s"] and r["after_pandas_s"] > 0
             assert r["extrapolated"] == (r["fraction"] < 1)
             assert r["max_abs_dbeta"] is not None or r["name"].startswith("statsmodels RLM")
             assert r["rmse_vs_true"] is not None
@@ -70,6 +79,9 @@ def test_ratio_vs_pandas_is_pandas_time_over_row_time(tiny_result):
     for r in tiny_result.rows:
         if r["status"] == "ok":
             assert r["ratio_vs_pandas"] == pytest.approx(pandas["wall_s"] / r["wall_s"])
+            for ratio, field in (("first_vs_pandas", "first_s"), ("best_vs_pandas", "best_s"),
+                                 ("after_vs_pandas", "after_pandas_s")):
+                assert r[ratio] == pytest.approx(pandas[field] / r[field])
 
 
 def test_exact_methods_agree_with_the_reference(tiny_result):
@@ -110,9 +122,8 @@ def test_huber_and_rlm_rows_compare_with_each_other():
 
 
 def test_a_missing_engine_feature_is_not_available(monkeypatch):
-    monkeypatch.setattr(quantfit.engine, "LOSSES", {"mse": quantfit.engine.LOSSES["mse"]})
-    monkeypatch.setattr(quantfit.engine, "SOLVERS", {k: v for k, v in quantfit.engine.SOLVERS.items()
-                                                     if k != "adam"})
+    monkeypatch.setattr(quantfit.spec, "LOSSES", ("mse",))
+    monkeypatch.setattr(quantfit.spec, "SOLVERS", tuple(s for s in quantfit.spec.SOLVERS if s != "adam"))
     res = run_bench(tiny(rows=["quantfit adam", "quantfit huber", "pandas rolling cov/var"]))
     assert res.row("quantfit adam")["note"] == "not available: solver='adam' not implemented"
     assert res.row("quantfit huber")["note"] == "not available: loss='huber' not implemented"
@@ -154,7 +165,8 @@ class FakeClock:
 
 def test_extrapolation_and_median_with_a_fake_peer_and_clock():
     clock = FakeClock()
-    durations = iter([3.0, 3.0, 3.0, 1.0, 2.0, 9.0])  # pandas' calls, then the subset peer's
+    # per row: the first call, the three repeats, the call after pandas work
+    durations = iter([5.0, 3.0, 3.0, 3.0, 4.0, 5.0, 1.0, 2.0, 9.0, 4.0])
 
     def fake_pandas(work, opts):
         def run():
@@ -178,6 +190,10 @@ def test_extrapolation_and_median_with_a_fake_peer_and_clock():
     # calls of 1, 2 and 9 s: median 2 s for a quarter of the regressions -> 8 s for all
     assert sub["repeats"] == 3 and sub["wall_s"] == 8.0 and sub["extrapolated"]
     assert sub["fraction"] == 0.25 and sub["ratio_vs_pandas"] == pytest.approx(3.0 / 8.0)
+    assert (sub["first_s"], sub["best_s"], sub["after_pandas_s"]) == (20.0, 4.0, 16.0)
+    assert sub["first_vs_pandas"] == pytest.approx(5.0 / 20.0)
+    assert sub["best_vs_pandas"] == pytest.approx(3.0 / 4.0)
+    assert sub["after_vs_pandas"] == pytest.approx(4.0 / 16.0)
 
 
 def test_time_repeats_stops_at_the_budget():
@@ -212,11 +228,11 @@ def test_json_round_trip_and_markdown(tiny_result, tmp_path):
     assert back.rows == json.loads(json.dumps(tiny_result.rows))
     assert back.meta["config"]["workload"] == {"n_assets": 20, "n_dates": 300, "window": 63, "seed": 0}
     md = to_markdown(back).splitlines()
-    assert md[0].startswith("| method | wall s | vs pandas | peak MiB")
+    assert md[0].startswith("| method | first call s | best s | after pandas s | vs pandas")
     body = [ln for ln in md[2:] if ln.startswith("| ")]
     assert len(body) == len(METHODS)
     for ln, r in zip(body, back.rows):
-        assert ln.startswith(f"| {r['name']} |") and ln.count(" | ") == 8
+        assert ln.startswith(f"| {r['name']} |") and ln.count(" | ") == 10
     assert "20 assets × 300 dates, window 63" in md[-1]
 
 

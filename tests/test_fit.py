@@ -163,7 +163,7 @@ def test_no_intercept_matches_statsmodels(rets):
     fit = qf.fit_rolling(y, x, window=120, intercept=False, min_obs=100)
     assert fit.terms == ["SPY"]
     with pytest.raises(FitError):
-        fit.alpha
+        _ = fit.alpha
     t = 5000
     res, n = _direct_wls(y["GE"], x.to_frame(), t, 120, None, intercept=False)
     np.testing.assert_allclose(fit.beta["GE"].iloc[t], res.params.iloc[0], atol=1e-10)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
+from conftest import engine_path
 from statsmodels.regression.rolling import RollingOLS
 
 import quantfit as qf
@@ -97,15 +98,15 @@ def clean_references(clean_returns):
 
 @pytest.mark.parametrize("rows", ["ragged", "shared"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_newton_matches_statsmodels(request, fast_calls, case, rows):
+def test_newton_matches_statsmodels(request, case, rows):
     """ragged: the sample with holes (the general path); shared: no asset misses a row
     the factors have (newton's fast path, engine/shared_ols.py)."""
     data, refs = (("data", "references") if rows == "ragged" else
                   ("clean_returns", "clean_references"))
     data, ref = request.getfixturevalue(data), request.getfixturevalue(refs)[case]
     fit = _fit(data, case)
-    assert sum(fast_calls) == (0 if rows == "ragged" else data[0].shape[1])
-    factors = CASES[case][0]
+    factors, w, m, _ = CASES[case]
+    assert engine_path(data[0], data[1][factors], w, m) == ("general" if rows == "ragged" else "shared")
     for term, sm_term in [("alpha", "const")] + [(f, f) for f in factors]:
         est = fit.coef(term)
         # Same windows have an estimate (statsmodels: NaN params where it has none).
@@ -145,3 +146,31 @@ def test_first_order_solvers_match_statsmodels(data, references, case, solver):
     assert not fit.converged[~est].any().any()
     iters = fit.n_iter.to_numpy()[est.to_numpy()]
     assert iters.min() >= 1 and iters.max() <= {"gd": 1000, "adam": 1000, "lbfgs": 200}[solver]
+
+
+@pytest.fixture(scope="module")
+def listed(sample_prices):
+    """Real histories that start (BABA, GM, GOOG, META, UAA) mid-sample, without holes."""
+    rets = sample_prices.pct_change(fill_method=None)
+    y = rets[ASSETS]
+    factors = pd.DataFrame({"SPY": rets["SPY"], "SPY_lag1": rets["SPY"].shift(1),
+                            "EW": rets.drop(columns="SPY").mean(axis=1, skipna=True)})
+    return y, factors
+
+
+@pytest.mark.parametrize("factors", [["SPY"], ["SPY", "SPY_lag1", "EW"]], ids=["1f", "3f"])
+def test_newton_on_histories_listed_mid_sample_matches_statsmodels(listed, factors):
+    """Leading NaN only and min_obs = window: newton's fast path with per-asset runs."""
+    y, x = listed
+    assert engine_path(y, x[factors], 252, 252) == "shared"
+    fit = qf.fit_rolling(y, x[factors], window=252)
+    ref = _reference(y, x[factors], 252, 252, False)
+    for term, sm_term in [("alpha", "const")] + [(f, f) for f in factors]:
+        pd.testing.assert_frame_equal(fit.coef(term).isna(), ref[sm_term].isna(), check_names=False)
+        _assert_close(fit.coef(term), ref[sm_term], 1e-8, f"params {term}")
+        _assert_close(fit.stderr(term), ref[f"bse_{sm_term}"], 1e-8, f"bse {term}")
+    _assert_close(fit.r2, ref["r2"], 1e-8, "rsquared")
+    _assert_close(fit.resid_vol, ref["resid_vol"], 1e-10, "sqrt(mse_resid)")
+    has = ref[factors[0]].notna().to_numpy()
+    np.testing.assert_array_equal(fit.nobs.to_numpy()[has], ref["nobs"].to_numpy()[has])
+    assert (fit.converged.to_numpy() == has).all()

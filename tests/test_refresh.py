@@ -493,7 +493,7 @@ def test_expanding_windows_recompute_in_full(tmp_path, capsys, sample_long):
             "--no-report", "-q"]
     assert run(argv, capsys)[0] == 0
     m = manifest_of(tmp_path / "r")
-    assert m["params"]["window"] is None and m["params"]["min_obs"] == 2 and m["fit"]["expanding"]
+    assert m["params"]["window"] is None and m["params"]["min_obs"] == 2 and m["meta"]["spec"]["window"]["length"] is None
     qf.PriceStore(store).ingest(part)
     assert run(argv, capsys)[0] == 0
     m = manifest_of(tmp_path / "r")

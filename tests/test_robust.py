@@ -216,3 +216,16 @@ def test_history_records_the_mean_loss_per_iteration(data):
         assert h[-1] == pytest.approx(newton.history[0], rel=1e-6)
     hub = qf.fit_rolling(ys, xs, 252, min_obs=230, loss="huber", history=True)
     assert len(hub.history) == hub.n_iter.to_numpy().max() and np.isfinite(hub.history).all()
+
+
+@pytest.mark.gpu
+def test_huber_on_cuda_matches_the_cpu(data):
+    y, x = data
+    ys, xs = y.iloc[-400:], x.iloc[-400:]
+    cpu = qf.fit_rolling(ys, xs, 252, min_obs=200, loss="huber", device="cpu")
+    gpu = qf.fit_rolling(ys, xs, 252, min_obs=200, loss="huber", device="cuda")
+    both = cpu.converged.to_numpy() & gpu.converged.to_numpy()
+    assert both.sum() >= 0.99 * cpu.converged.to_numpy().sum()
+    assert np.abs(gpu.beta.to_numpy() - cpu.beta.to_numpy())[both].max() < 1e-4
+    rel = np.abs(gpu.stderr("SPY").to_numpy() / cpu.stderr("SPY").to_numpy() - 1)[both]
+    assert rel.max() < 1e-3

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from storekit import Model, make_long, manifest
 
 import quantfit as qf
 from quantfit.data.store import ChangeSet, ChangesUnavailable, changes
 from quantfit.errors import DataError
-from storekit import Model, make_long, manifest
 
 DAYS = pd.bdate_range("2021-01-04", periods=60)
 T = ["AAA", "BBB", "CCC", "DDD"]

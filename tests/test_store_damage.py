@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from storekit import Model, assert_wide_equal, data_files, live_files, make_long, manifest, snapshot
 
 from quantfit.cli import main
 from quantfit.data.store import ChangesUnavailable, PriceStore
 from quantfit.errors import DataError
-from storekit import (Model, assert_wide_equal, data_files, live_files, make_long, manifest,
-                      snapshot)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DAYS = pd.bdate_range("2019-01-02", periods=300)
@@ -190,7 +189,9 @@ def v1(tmp_path):
     """A copy of the v1 store written by the v1 code, and its content as CSV."""
     d = tmp_path / "v1"
     shutil.copytree(FIXTURES / "store_v1", d)
-    read = (lambda f: pd.read_csv(FIXTURES / f"store_v1_{f}.csv", index_col="date", parse_dates=["date"]))
+    def read(f):
+        return pd.read_csv(FIXTURES / f"store_v1_{f}.csv", index_col="date", parse_dates=["date"])
+
     wide = {f: read(f) for f in ("close", "volume")}
     for w in wide.values():
         w.index = w.index.astype("datetime64[us]")

@@ -8,12 +8,20 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from storekit import (
+    Model,
+    assert_wide_equal,
+    data_files,
+    live_files,
+    make_long,
+    manifest,
+    snapshot,
+    wide_of,
+)
 
 import quantfit as qf
 from quantfit.data.store import bucket_of, changes, layout, writing
 from quantfit.errors import DataError
-from storekit import (Model, assert_wide_equal, data_files, live_files, make_long, manifest,
-                      snapshot, wide_of)
 
 WEEKS = pd.date_range("2010-01-01", "2019-12-31", freq="W-FRI")
 

@@ -3,7 +3,7 @@
     quantfit bench [--tiny | --quick | --full] [--device D] [--json PATH] [--scaling] [--png PATH]
                    [--assets N] [--dates N] [--window N] [--repeats N] [--rows KEY,...] [--no-isolate]
 
-``--quick`` (default) is issue 3's W1, 500 assets × 2,520 dates, window 252: a minute or two on
+``--quick`` (default) is W1, 500 assets × 2,520 dates, window 252: a minute or two on
 a 2-core CPU. ``--full`` is W2, 5,000 × 5,040 (GPU scale), and includes the scaling sweep.
 ``--tiny`` (20 × 300, window 63) is for smoke tests. ``--scaling`` adds the sweep to the other
 presets. The table prints as markdown on stdout; progress goes to stderr. Exit code 1 when a
@@ -76,12 +76,9 @@ def run_cli(args) -> int:
     from quantfit.bench.peers import ROW_KEYS
     from quantfit.bench.runner import config_for, run_bench
     from quantfit.bench.table import to_markdown, write_json
-    from quantfit.engine import pick_device
+    from quantfit.spec import ComputeSpec
 
-    try:
-        device = str(pick_device(args.device))
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise QuantfitError(f"bad device {args.device!r}: {exc}") from None
+    device = str(ComputeSpec(device=args.device).resolve()[0])
     rows = None
     if args.rows:
         keys = [k.strip() for k in args.rows.split(",") if k.strip()]

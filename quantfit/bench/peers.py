@@ -5,7 +5,7 @@ subset choice, reshaping) and returns a ``Job`` whose ``run()`` is the timed wor
 
 =================================  ==========================================================
 ``quantfit newton|gd|adam``        ``qf.fit_rolling(y, x, W, solver=...)``: β, α, SE, R², σ
-``quantfit huber``                 ``qf.fit_rolling(y, x, W, loss="huber")`` (issue 4)
+``quantfit huber``                 ``qf.fit_rolling(y, x, W, loss="huber")``
 ``pandas``                         ``Y.rolling(W).cov(x) / x.rolling(W).var()``: β only
 ``statsmodels RollingOLS``         ``RollingOLS(y_i, [1, x], W).fit()`` looped over assets
 ``polars-ols``                     ``rolling_ols`` per asset column, all in one ``select``
@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import importlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,9 @@ class Job:
     cells: tuple[np.ndarray, np.ndarray] | None = None
     fraction: float = 1.0
     note: str = ""
-    warmup: Callable[[], Any] | None = None  # untimed call that loads lazy state (kernels, JIT)
+    #: Untimed call that loads lazy state (kernels, JIT) before a best-of timing (the scaling
+    #: sweep); the benchmark rows time the first call on its own instead.
+    warmup: Callable[[], Any] | None = None
     torch_device: str | None = None  # set for torch methods: the runner synchronizes it
     #: What max |Δβ| is taken against: "ols" (quantfit newton, float64, CPU), "rlm" (the
     #: RLM row's windows, for Huber fits), or "huber" (the RLM row itself: filled in from the
@@ -85,7 +88,7 @@ def require(module: str, what: str) -> Any:
 
 # ---------------------------------------------------------------------------- quantfit
 def _engine_has(solver: str | None = None, loss: str | None = None) -> None:
-    from quantfit.engine import LOSSES, SOLVERS
+    from quantfit.spec import LOSSES, SOLVERS
     if solver is not None and solver not in SOLVERS:
         raise PeerUnavailable(f"solver={solver!r} not implemented")
     if loss is not None and loss not in LOSSES:
@@ -96,7 +99,7 @@ def quantfit_fit(work: Workload, opts: Options, solver: str | None = None,
                  loss: str = "mse") -> Job:
     """``qf.fit_rolling`` on the whole workload (every asset and window in one call), with
     the engine's defaults for everything but the solver (None: fit_rolling's default) and loss."""
-    import quantfit as qf
+    from quantfit.fit import fit_rolling  # imported here, untimed: the first call is a call
     _engine_has(solver=solver, loss=loss)
     kw: dict[str, Any] = dict(window=work.window, device=opts.device)
     if solver is not None:
@@ -105,20 +108,19 @@ def quantfit_fit(work: Workload, opts: Options, solver: str | None = None,
         kw["loss"] = loss
 
     def run():
-        return qf.fit_rolling(work.y, work.x, **kw)
+        return fit_rolling(work.y, work.x, **kw)
 
     def warmup():
         # Up to 64 assets: big enough that torch starts its intra-op thread pool (tensors past
         # the parallel grain size) and loads every kernel, small next to the timed call.
-        return qf.fit_rolling(work.y.iloc[:, :64], work.x, **kw)
+        return fit_rolling(work.y.iloc[:, :64], work.x, **kw)
 
     def betas(fit) -> np.ndarray:
         return fit.beta.to_numpy()
 
     def note_from(fit) -> str:
-        s = fit.settings
         conv = float(fit.converged.to_numpy()[work.window - 1:].mean())
-        text = f"{s['solver']}, {s['dtype']}"
+        text = f"{fit.meta.spec.solver.name}, {fit.meta.dtype}"
         if loss != "mse":
             text = f"{loss}, {text}"
         return text if conv == 1.0 else f"{text}, {conv:.1%} of windows converged"
@@ -259,7 +261,7 @@ def torch_loop(work: Workload, opts: Options, lr: float = 0.1, rtol: float | Non
         b = torch.zeros(1, dtype=dtype, device=dev, requires_grad=True)
         opt = torch.optim.SGD([w, b], lr=lr)
         prev = math.inf
-        for epoch in range(1, max_epochs + 1):
+        for epoch in range(1, max_epochs + 1):  # noqa: B007 - the count is kept after the loop
             opt.zero_grad()
             loss = ((xt * w + b - yt) ** 2).mean()
             loss.backward()
@@ -289,7 +291,7 @@ def torch_loop(work: Workload, opts: Options, lr: float = 0.1, rtol: float | Non
 #: Row name -> method, in table order. ``quantfit newton`` first: it is also the reference.
 METHODS: dict[str, Callable[[Workload, Options], Job]] = {
     "quantfit newton": lambda w, o: quantfit_fit(w, o, "newton"),
-    # gd is not in the issue's list but is one of issue 3's targets (≤ 1.5× pandas).
+    # gd: the cheapest iterative solver, a row of its own beside adam.
     "quantfit gd": lambda w, o: quantfit_fit(w, o, "gd"),
     "quantfit adam": lambda w, o: quantfit_fit(w, o, "adam"),
     "pandas rolling cov/var": pandas_cov_var,

@@ -5,10 +5,20 @@ float64, CPU), then measures each row and returns a ``BenchResult`` (rows + meta
 
 What a row measures
 -------------------
-* ``wall_s``: median over ``repeats`` timed calls of the method's ``run()`` (fewer repeats
-  when they exceed ``budget_s``), divided by ``fraction`` when only a subset ran
-  (``extrapolated``). Torch methods get one untimed warm-up call on a few assets first and are
-  synchronized (``torch.cuda.synchronize``) before the clock stops.
+Three conditions, as a nightly job or a notebook sees them (every time divided by ``fraction``
+when only a subset ran, ``extrapolated``; torch methods are synchronized before the clock
+stops):
+
+* ``first_s``: the first call in a fresh process (libraries imported, nothing run yet: no
+  warm-up, no memory the method has used before);
+* ``wall_s`` / ``best_s``: median / best of the ``repeats`` calls that follow (fewer when they
+  exceed ``budget_s``);
+* ``after_pandas_s``: one more call after the process has done other pandas work (the pandas
+  peer's rolling computation, untimed), i.e. with the allocator's free memory reshuffled;
+  skipped (None) for rows whose first call took longer than ``AFTER_PANDAS_MAX_S``.
+
+``ratio_vs_pandas`` is pandas' ``wall_s`` over the row's; ``first_vs_pandas``,
+``best_vs_pandas`` and ``after_vs_pandas`` compare the same condition of both rows.
 * ``peak_mem_mb``: each row runs in a fresh child process (forked from a server that has
   already imported the libraries). After set-up and warm-up the child resets its peak resident
   set (``/proc/self/clear_refs``) and afterwards reads ``VmHWM``: the value is the peak
@@ -26,14 +36,16 @@ What a row measures
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 import platform
 import statistics
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -43,9 +55,12 @@ from quantfit.bench.workload import Workload, WorkloadSpec, make_workload
 Clock = Callable[[], float]
 
 #: Column order of a row.
-FIELDS = ("name", "status", "wall_s", "ratio_vs_pandas", "peak_mem_mb", "max_abs_dbeta",
-          "reference", "rmse_vs_true", "extrapolated", "fraction", "repeats", "device",
-          "transfer_s", "peak_gpu_mb", "note")
+FIELDS = ("name", "status", "wall_s", "ratio_vs_pandas", "first_s", "best_s", "after_pandas_s",
+          "first_vs_pandas", "best_vs_pandas", "after_vs_pandas", "peak_mem_mb",
+          "max_abs_dbeta", "reference", "rmse_vs_true", "extrapolated", "fraction", "repeats",
+          "device", "transfer_s", "peak_gpu_mb", "note")
+#: Rows whose first call takes longer than this skip the after-pandas call (seconds).
+AFTER_PANDAS_MAX_S = 10.0
 
 
 @dataclass
@@ -67,7 +82,7 @@ class BenchConfig:
         return d
 
 
-#: Named settings. quick = issue 3's W1 (500 × 2,520, W = 252); full = W2 (5,000 × 5,040).
+#: Named settings. quick = W1 (500 × 2,520, W = 252); full = W2 (5,000 × 5,040).
 PRESETS: dict[str, BenchConfig] = {
     "tiny": BenchConfig(WorkloadSpec(20, 300, 63), repeats=2, budget_s=5.0, preset="tiny",
                         options=Options(rolling_ols_assets=3, rlm_windows=20, loop_windows=4)),
@@ -218,19 +233,26 @@ def measure_row(name: str, config: BenchConfig, shared: str,
     try:
         work = work or make_workload(**config.workload.to_dict())
         job = (methods or METHODS)[name](work, opts)
-        if job.warmup is not None:
-            job.warmup()
-            _sync(job.torch_device)
         base_kb = reset_peak_rss() if measure_memory else None
         cuda = job.torch_device is not None and job.torch_device.startswith("cuda")
         if cuda:
             import torch
             torch.cuda.reset_peak_memory_stats()
-        times, out = time_repeats(job.run, config.repeats, config.budget_s, clock,
-                                  lambda: _sync(job.torch_device))
+        sync = lambda: _sync(job.torch_device)  # noqa: E731
+        (first,), out = time_repeats(job.run, 1, math.inf, clock, sync)  # fresh process, cold
+        out = None
+        times, out = time_repeats(job.run, config.repeats, config.budget_s, clock, sync)
         if base_kb is not None:
             hwm = _proc_status_kb("VmHWM")
             row["peak_mem_mb"] = None if hwm is None else max(hwm - base_kb, 0) / 1024
+        after = None
+        if first <= AFTER_PANDAS_MAX_S:
+            out = None
+            pandas_work(work)
+            (after,), out = time_repeats(job.run, 1, math.inf, clock, sync)
+        f = job.fraction
+        row.update(first_s=extrapolate(first, f), best_s=extrapolate(min(times), f),
+                   after_pandas_s=None if after is None else extrapolate(after, f))
         if cuda:
             row["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
             if name.startswith("quantfit"):
@@ -284,6 +306,12 @@ def _compare(row: dict, job: Job, beta: np.ndarray, work: Workload, shared: str)
     row["max_abs_dbeta"], row["rmse_vs_true"] = err["max_abs_dbeta"], err["rmse_vs_true"]
     if err["n_missing"]:
         row["note"] = f"{err['n_missing']:,} windows without β"
+
+
+def pandas_work(work: Workload) -> None:
+    """Other pandas work in the process: the pandas peer's rolling β on the workload."""
+    W = work.window
+    work.y.rolling(W).cov(work.x).div(work.x.rolling(W).var(), axis=0)
 
 
 def transfer_seconds(work: Workload, device: str) -> float:
@@ -352,10 +380,12 @@ def run_bench(config: BenchConfig, progress: Callable[[dict], None] | None = Non
 def _finish(rows: list[dict]) -> None:
     """Cross-row columns: ratio_vs_pandas, and the RLM row's Δβ from the huber row."""
     by = {r["name"]: r for r in rows}
-    base = by.get(PANDAS, {}).get("wall_s")
+    base = by.get(PANDAS, {})
     for r in rows:
-        if base and r["wall_s"]:
-            r["ratio_vs_pandas"] = base / r["wall_s"]
+        for col, field_ in (("ratio_vs_pandas", "wall_s"), ("first_vs_pandas", "first_s"),
+                            ("best_vs_pandas", "best_s"), ("after_vs_pandas", "after_pandas_s")):
+            if base.get(field_) and r.get(field_):
+                r[col] = base[field_] / r[field_]
     if RLM in by and HUBER in by and by[RLM]["status"] == "ok":
         by[RLM]["max_abs_dbeta"] = by[HUBER]["max_abs_dbeta"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from quantfit.bench.peers import Options, PeerUnavailable, quantfit_fit
 from quantfit.bench.runner import Clock, _sync, time_repeats
@@ -61,7 +61,7 @@ def run_scaling(methods: tuple[str, ...] = tuple(SCALING_METHODS),
                     job = quantfit_fit(work, opts, solver, loss)
                     job.warmup()
                     times, _ = time_repeats(job.run, repeats, budget_s, clock,
-                                            lambda: _sync(job.torch_device))
+                                            lambda job=job: _sync(job.torch_device))
                     pt.update(wall_s=statistics.median(times), repeats=len(times))
                     if pt["wall_s"] > max_point_s:
                         slow[(name, axis)] = pt["wall_s"]

@@ -40,16 +40,23 @@ def _ratio(v: float | None) -> str:
 
 
 def to_markdown(result: BenchResult) -> str:
-    """The rows as a markdown table plus a caption line (workload, date, machine)."""
-    head = ("| method | wall s | vs pandas | peak MiB | max \\|Δβ\\| | Δβ against | "
-            "RMSE vs true β | extrapolated | note |")
-    lines = [head, "|" + "---|" * 9]
+    """The rows as a markdown table plus a caption line (workload, date, machine).
+
+    Times are seconds in the three conditions of ``runner`` (first call in a fresh process /
+    best of the repeats / a call after other pandas work), each also as a multiple of pandas'
+    time in the same condition."""
+    head = ("| method | first call s | best s | after pandas s | vs pandas (first / best / after) "
+            "| peak MiB | max \\|Δβ\\| | Δβ against | RMSE vs true β | extrapolated | note |")
+    lines = [head, "|" + "---|" * 11]
     for r in result.rows:
         extra = f"yes ({100 * r['fraction']:.2g} % run)" if r.get("extrapolated") else "no"
         if r["status"] != "ok":
             extra = "–"
+        ratios = " / ".join(_ratio(r.get(k)) for k in ("first_vs_pandas", "best_vs_pandas",
+                                                        "after_vs_pandas"))
         lines.append("| " + " | ".join([
-            r["name"], _seconds(r["wall_s"]), _ratio(r["ratio_vs_pandas"]),
+            r["name"], _seconds(r.get("first_s")), _seconds(r.get("best_s")),
+            _seconds(r.get("after_pandas_s")), ratios,
             _mib(r["peak_mem_mb"]), _num(r["max_abs_dbeta"], ".1e"),
             r["reference"] or "–", _num(r["rmse_vs_true"], ".3f"), extra,
             (r["note"] or "").replace("|", "/"),

@@ -27,9 +27,20 @@ def pick_device(device: str | torch.device | None = "auto") -> torch.device:
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' requested but torch sees no CUDA device")
+    dev = torch.device(device)  # ValueError / RuntimeError for a string torch cannot parse
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={str(device)!r} requested but torch sees no CUDA device")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={str(device)!r}: torch sees {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device={str(device)!r} requested but torch sees no Apple MPS device")
+    elif dev.type != "cpu":
+        raise ValueError(f"device={str(device)!r}: quantfit computes on 'cpu', 'cuda' or 'mps'")
     return dev
 
 
@@ -41,18 +52,22 @@ def default_dtype(device: torch.device) -> torch.dtype:
 def bytes_per_asset(n_dates: int, n_params: int, itemsize: int, iterative: bool) -> int:
     """Rough peak working memory of one asset's column through the engine (bytes).
 
-    Per date: the window-sum series (Gram triangle, z·y, y·y, counts), about three live copies
-    of them during the block cumulative sums, the parameter-major Gram and its Cholesky factor,
+    Per date: the window-sum series (Gram triangle, z·y, y·y, counts), about four live copies
+    of them during the block cumulative sums (heads, tails and their reversals), the parameter-major Gram and its Cholesky factor,
     and the few (p,)-vectors of the solver (θ, gradient, and for L-BFGS its history).
     """
     p = n_params
     n_series = p * (p + 1) // 2 + p + 3
-    per_date = 3 * n_series + 2 * p * p + (8 + (4 * 5 if iterative else 0)) * p + 8
+    per_date = 4 * n_series + 2 * p * p + (8 + (4 * 5 if iterative else 0)) * p + 8
     return per_date * n_dates * itemsize
 
 
 def auto_chunk(
-    n_assets: int, n_dates: int, n_params: int, dtype: torch.dtype, device: torch.device,
+    n_assets: int,
+    n_dates: int,
+    n_params: int,
+    dtype: torch.dtype,
+    device: torch.device,
     iterative: bool,
 ) -> int:
     """Assets per chunk: within the memory budget and, on the CPU, cache-sized."""

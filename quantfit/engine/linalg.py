@@ -33,6 +33,20 @@ def param_empty(batch: tuple[int, ...], p: int, like: Tensor, square: bool = Fal
     return t.permute(order)
 
 
+def broadcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """NumPy broadcasting of shapes (``torch.broadcast_shapes`` imports torch's symbolic-shape
+    machinery on first use, over a second in a fresh process)."""
+    nd = max(len(s) for s in shapes)
+    out = [1] * nd
+    for s in shapes:
+        for i, d in enumerate(s, nd - len(s)):
+            if d != 1:
+                if out[i] not in (1, d):
+                    raise ValueError(f"shapes {shapes} do not broadcast")
+                out[i] = d
+    return tuple(out)
+
+
 def param_zeros(batch: tuple[int, ...], p: int, like: Tensor) -> Tensor:
     return param_empty(batch, p, like).zero_()
 
@@ -42,7 +56,7 @@ def matvec(M: Tensor, v: Tensor, out: Tensor | None = None) -> Tensor:
     ``out`` (the broadcast (..., p) shape, any strides) when given."""
     p = v.shape[-1]
     if out is None:
-        out = param_empty(torch.broadcast_shapes(M.shape[:-2], v.shape[:-1]), p, v)
+        out = param_empty(broadcast_shape(tuple(M.shape[:-2]), tuple(v.shape[:-1])), p, v)
     for i in range(p):
         o = out[..., i]
         torch.mul(M[..., i, 0], v[..., 0], out=o)
@@ -107,15 +121,16 @@ def cholesky(G: Tensor, rel_tol: float | None = None) -> Cholesky:
 def solve(ch: Cholesky, b: Tensor) -> Tensor:
     """Solve ``(L Lᵀ) x = b`` for logical b (..., p); returns x (..., p), parameter-major."""
     p = ch.p
-    batch = tuple(torch.broadcast_shapes(b.shape[:-1], ch.ok.shape))
+    batch = broadcast_shape(tuple(b.shape[:-1]), tuple(ch.ok.shape))
     x = param_empty(batch, p, b)
     v: list[Tensor] = []
     for i in range(p):  # forward: L v = b  (v[i] = (b_i − Σ_k L_ik v_k) / L_ii)
         s = b[..., i]
         for k in range(i):
             s = torch.addcmul(s, ch.L[i][k], v[k], value=-1.0)
-        v.append(s * ch.inv_diag[i] if i > 0 or s.shape == batch else
-                 (s * ch.inv_diag[i]).expand(batch))
+        v.append(
+            s * ch.inv_diag[i] if i > 0 or s.shape == batch else (s * ch.inv_diag[i]).expand(batch)
+        )
     for i in reversed(range(p)):  # backward: Lᵀ x = v
         s = v[i]
         for k in range(i + 1, p):
@@ -128,7 +143,7 @@ def inverse(ch: Cholesky) -> Tensor:
     """``(L Lᵀ)⁻¹`` as a logical (..., p, p) tensor (symmetric, parameter-major)."""
     p = ch.p
     # Li = L⁻¹ (lower), column by column.
-    Li: list[list[Tensor | None]] = [[None] * p for _ in range(p)]
+    Li: list[list[Tensor]] = [[ch.inv_diag[0]] * p for _ in range(p)]  # filled below
     for j in range(p):
         Li[j][j] = ch.inv_diag[j]
         for i in range(j + 1, p):
@@ -147,3 +162,14 @@ def inverse(ch: Cholesky) -> Tensor:
             if i != j:
                 out[..., j, i] = s
     return out
+
+
+def condition_estimate(G: Tensor, ch: Cholesky) -> Tensor:
+    """Cheap per-matrix estimate of the condition number of SPD ``G`` (..., p, p) from its
+    Cholesky factor: ``Σ_j G_jj / L_jj²`` (p for an orthogonal design, large when a column is
+    nearly a combination of the others). Used to bound the rounding error of formulas that
+    cancel, not as a precise κ."""
+    kappa = G[..., 0, 0] * ch.inv_diag[0].square()
+    for j in range(1, ch.p):
+        kappa = kappa + G[..., j, j] * ch.inv_diag[j].square()
+    return kappa

@@ -103,11 +103,11 @@ def jacobi_gershgorin(H: Tensor) -> tuple[Tensor, Tensor]:
     diag = torch.stack([H[..., i, i] for i in range(p)], -1)
     diag = torch.where(diag > 0, diag, torch.ones((), dtype=H.dtype, device=H.device))
     rs = diag.rsqrt()
-    lip = None
+    lip = torch.zeros_like(rs[..., 0])
     for i in range(p):
         row = torch.ones_like(rs[..., i])
         for j in range(p):
             if j != i:
                 row = row + (H[..., i, j] * rs[..., i] * rs[..., j]).abs()
-        lip = row if lip is None else torch.maximum(lip, row)
+        lip = torch.maximum(lip, row)
     return diag, lip

@@ -19,8 +19,14 @@ from quantfit.engine.linalg import dot, matvec
 from quantfit.engine.objectives import jacobi_gershgorin
 
 
-def prior_terms(b0: Tensor, lam: float, p: int, intercept: bool, M: Tensor | None = None,
-                scale: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+def prior_terms(
+    b0: Tensor,
+    lam: float,
+    p: int,
+    intercept: bool,
+    M: Tensor | None = None,
+    scale: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
     """(Q (p, p), q (A, 1, p), c0 (A, 1)) of ``½λ‖β − b0‖²`` in working coordinates.
 
     b0 : (A or 1, k) target slopes in the original units. M : (p, p) with θ_original = M θ
@@ -30,7 +36,7 @@ def prior_terms(b0: Tensor, lam: float, p: int, intercept: bool, M: Tensor | Non
     k = p - int(intercept)
     dt, dev = b0.dtype, b0.device
     R = torch.zeros((k, p), dtype=dt, device=dev)
-    R[:, int(intercept):] = torch.eye(k, dtype=dt, device=dev)
+    R[:, int(intercept) :] = torch.eye(k, dtype=dt, device=dev)
     if M is not None:
         R = R @ M.to(dtype=dt, device=dev)
     target = b0 if scale is None else b0 / scale.to(dtype=dt, device=dev)[:, None]

@@ -1,19 +1,23 @@
-"""Rolling (or expanding, or exponentially weighted) regressions of many assets on shared factors.
+"""Rolling (or expanding, or exponentially weighted) regressions of many assets on shared factors:
+the one orchestration every path runs through.
 
-``rolling_regression(y, x, spec)`` is the engine's entry point: ``y`` (A, T) and ``x`` (T, k)
-are CPU tensors (NaN = missing), the result is a ``RollingOutput`` of CPU float64 tensors,
-parameter-major ``(p, A, T)`` for coefficients and standard errors and ``(A, T)`` for the
+``rolling_regression(y, x, spec, device, dtype)`` is the engine's entry point: ``y`` (A, T) and
+``x`` (T, k) are CPU float64 tensors (NaN = missing), the result is a ``RollingOutput`` of host
+float64 tensors, parameter-major ``(P, A, T)`` for coefficients and ``(A, T)`` for the
 per-window statistics. Parameter order: ``alpha`` first when there is an intercept, then the
-factors in column order.
+factors in column order, then the summed terms (``spec.sums``).
 
-Pipeline per chunk of assets (peak memory is bounded by the chunk, not by A):
-  transfer → standardize → window moments → objective → solver → statistics → undo the
-  standardization → copy into the host output.
+The pipeline (peak memory is bounded by the chunk, never by A):
 
-Standardization (why): the factors are centred and whitened once, globally (not per window),
-so each window's Gram matrix is close to the identity. First-order solvers then converge in
-tens of iterations, and float32 keeps ~1e-6 relative accuracy. In float32 the assets' returns
-are also centred and scaled. Newton in float64 skips all of it (exact as it stands).
+1. working coordinates (``standardize``): robust per-column centres and power-of-two scales;
+2. a path: ``shared_ols.SharedOLS`` (newton on rows every asset shares), ``general.MomentPath``
+   (moments → objective → any solver), or ``huber.HuberPath`` (rows of every window);
+3. chunks of assets (or blocks of (asset, window) pairs for Huber) through that path, on the
+   compute device, written straight into the result buffers (``output``);
+4. the exact refit (``blocks.exact_refit``) of the rare windows whose moment formulas could
+   cancel, and NaN for windows whose sums overflowed;
+5. every statistic through ``stats`` — one formula, one place, whatever the path.
+
 Statistics follow statsmodels' (W)LS conventions: σ² = RSS_w / (n − p) with n the number of
 rows, Cov(θ) = σ² (ZᵀWZ)⁻¹, R² = 1 − RSS_w / TSS_w with TSS centred on the weighted mean.
 """
@@ -21,22 +25,29 @@ rows, Cov(θ) = σ² (ZᵀWZ)⁻¹, R² = 1 − RSS_w / TSS_w with TSS centred o
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from quantfit.engine.blocks import block_pairs, exact_refit, gather_rows
 from quantfit.engine.device import auto_chunk
-from quantfit.engine.huber import HuberFixedScale, rolling_huber
-from quantfit.engine.linalg import cholesky, inverse
-from quantfit.engine.moments import (WindowMoments, centred_tss, decay_from_halflife,
-                                     window_moments)
-from quantfit.engine.objectives import SquaredLoss
-from quantfit.engine.penalty import Penalized, prior_terms
-from quantfit.engine.shared_ols import CHUNK_ELEMENTS, fit_shared_chunk, shared_windows
-from quantfit.engine.solvers import run_solver
+from quantfit.engine.general import MomentPath
+from quantfit.engine.huber import HuberPath
+from quantfit.engine.output import POOL, RollingOutput
+from quantfit.engine.penalty import prior_terms
+from quantfit.engine.shared_ols import CHUNK_ELEMENTS, SharedOLS
+from quantfit.engine.standardize import (
+    FactorTransform,
+    TargetTransform,
+    factor_transform,
+    target_transform,
+)
+from quantfit.engine.stats import Units, write_pair_statistics
+from quantfit.engine.windows import WindowBounds, count_rows, decay_from_halflife
 
-LOSSES = {"mse": SquaredLoss, "huber": HuberFixedScale}  # huber: fitted by engine/huber.py
+#: The losses the engine fits (names as ``RollingSpec.loss``).
+LOSSES = ("mse", "huber")
 #: On the CPU, run chunks on parallel threads (one intra-op thread each) instead of splitting
 #: every op across torch's threads. Off by default: slower on an idle machine (GIL, memory
 #: bandwidth), but far steadier when other processes compete for the cores.
@@ -45,7 +56,13 @@ PARALLEL_CHUNKS = False
 
 @dataclass
 class RollingSpec:
-    """What to fit. ``window=None`` means expanding; ``min_obs`` rows make an estimate."""
+    """What to fit, already validated (``quantfit.spec`` does that for users).
+
+    window : rows per window, None = expanding; starts : (T,) first row of each window for
+    windows of varying length (overrides ``window``). min_obs : rows needed for an estimate.
+    prior : (A or 1, k) float64 target slopes b0 of ``prior_strength · ‖β − b0‖²``.
+    sums : groups of parameter indices reported as one summed term (Dimson's beta).
+    """
 
     window: int | None
     min_obs: int
@@ -57,150 +74,281 @@ class RollingSpec:
     max_iter: int | None = None
     chunk_size: int | None = None
     huber_t: float = 1.345
-    prior: Tensor | None = None  # (A or 1, k) target slopes b0, float64
-    prior_strength: float = 0.0  # λ of λ‖β − b0‖² added to the (weighted) RSS
-    sums: tuple = ()  # groups of parameter indices whose sum (and its SE) to report
-    history: bool = False  # mean loss over the windows after every iteration
+    prior: Tensor | None = None
+    prior_strength: float = 0.0
+    sums: tuple = ()
+    history: bool = False
+    starts: Tensor | None = None
+
+    def bounds(self, T: int) -> WindowBounds:
+        if self.starts is not None:
+            return WindowBounds.variable(self.starts)
+        if self.window is None:
+            return WindowBounds.expanding(T)
+        return WindowBounds.fixed(T, self.window)
 
 
 @dataclass
-class RollingOutput:
-    """Host (CPU, float64) results. coef/stderr: (p, A, T); the rest (A, T)."""
+class FitContext:
+    """Everything a path needs about one fit (built once by ``rolling_regression``)."""
 
-    coef: Tensor
-    stderr: Tensor
-    r2: Tensor
-    resid_vol: Tensor
-    nobs: Tensor  # int32
-    converged: Tensor  # bool
-    n_iter: Tensor  # int32
-    sum_coef: Tensor | None = None  # (len(spec.sums), A, T)
-    sum_stderr: Tensor | None = None
-    history: Tensor | None = None  # (n_iterations,) float64
+    spec: RollingSpec
+    y: Tensor  # (A, T) raw float64, host
+    x_valid: Tensor  # (T,) bool, host
+    xtf: FactorTransform
+    ytf: TargetTransform
+    bounds: WindowBounds
+    device: torch.device
+    dtype: torch.dtype
+    shared_rows: bool
+    x_dev: Tensor = field(init=False)  # (T, k) working factors on the device, compute dtype
+    xv_dev: Tensor = field(init=False)  # (T,) bool on the device
+    #: (A, 2) first / last valid row per asset when rows are contiguous runs (shared_ols)
+    ranges: Tensor | None = None
+    hist_parts: list = field(default_factory=list)  # (Σ loss per iteration, windows) per chunk
+    drops: list = field(default_factory=list)  # (asset, date) pairs to drop at the end
 
-    def fill_startup(self, t0: int, assets: slice = slice(None)) -> None:
-        """NaN in every float result of ``assets`` before row t0 (no window has min_obs rows)."""
-        for buf in (self.coef, self.stderr, self.sum_coef, self.sum_stderr):
-            buf[:, assets, :t0].fill_(float("nan"))
-        for buf in (self.r2, self.resid_vol):
-            buf[assets, :t0].fill_(float("nan"))
+    def __post_init__(self):
+        s = self.spec
+        self.p = self.xtf.x.shape[1] + int(s.intercept)
+        self.decay = decay_from_halflife(s.halflife)
+        self.intercept, self.min_obs, self.history = s.intercept, s.min_obs, s.history
+        self.solver, self.tol, self.max_iter = s.solver, s.tol, s.max_iter
+        self.chunk_size, self.huber_t = s.chunk_size, s.huber_t
+        self.prior = s.prior if s.prior_strength > 0 else None
+        self.x_dev = self.xtf.x.to(device=self.device, dtype=self.dtype)
+        self.xv_dev = self.x_valid.to(self.device)
+        self._M = None if self.xtf.M is None else self.xtf.M.to(self.device)
+
+    def units(self, a0: int, a1: int) -> Units:
+        """How the working units of assets a0:a1 map back (scale / centre (a, 1))."""
+        return self._units(slice(a0, a1))
+
+    def pair_units(self, a_idx: Tensor) -> Units:
+        """Units of N (asset, window) pairs (scale / centre (N, 1))."""
+        return self._units(a_idx.to(self.device))
+
+    def _units(self, assets: slice | Tensor) -> Units:
+        def col(v: Tensor | None) -> Tensor | None:
+            return None if v is None else v.to(self.device)[assets][:, None]
+
+        return Units(
+            self._M,
+            col(self.ytf.centre),
+            col(self.ytf.scale),
+            self.intercept,
+            tuple(self.spec.sums),
+        )
+
+    def prior_terms(self, a0: int, a1: int) -> tuple[Tensor, Tensor, Tensor]:
+        """(Q (p, p), q (a or 1, 1, p), c0 (a or 1, 1)) of the prior in working units."""
+        assert self.prior is not None
+        b0 = self.prior if self.prior.shape[0] == 1 else self.prior[a0:a1]
+        scale = None if self.ytf.scale is None else self.ytf.scale[a0:a1]
+        if scale is not None and b0.shape[0] == 1:
+            b0 = b0.expand(a1 - a0, -1)
+        return prior_terms(
+            b0.to(torch.float64),
+            self.spec.prior_strength,
+            self.p,
+            self.intercept,
+            self.xtf.M,
+            scale,
+        )
+
+    def history_callback(self, a0: int, a1: int, usable: Tensor):
+        """A solver callback summing the loss over the usable windows (original units)."""
+        act = usable.expand(a1 - a0, -1)
+        units = (
+            None if self.ytf.scale is None else self.ytf.scale[a0:a1, None].to(self.device).square()
+        )
+        sums: list[float] = []
+        self.hist_parts.append((sums, int(act.sum())))
+
+        def callback(loss: Tensor) -> None:
+            v = loss if units is None else loss * units.to(loss.dtype)
+            sums.append(float(torch.where(act, v, 0.0).sum()))
+
+        return callback
+
+    def drop_later(self, a_idx: Tensor, t_idx: Tensor) -> None:
+        if a_idx.numel():
+            self.drops.append((a_idx, t_idx))
+
+    def load(self, a0: int, a1: int) -> Tensor:
+        """Assets a0:a1 of y in working units on the compute device and dtype."""
+        yc = self.y[a0:a1].to(device=self.device, dtype=torch.float64)
+        return self.ytf.apply(yc, a0, a1).to(self.dtype)
 
 
-@dataclass
-class _XTransform:
-    """x' = (x − mean) @ A, so θ_original = M θ' (+ the y-centring on alpha)."""
-
-    x: Tensor  # (T, k) transformed factors, float64
-    M: Tensor | None  # (p, p) float64, None = identity (no transform)
+#: The paths ``rolling_regression`` can take (see the module docstring).
+PATHS = ("shared", "general", "huber")
 
 
-def _factor_transform(x: Tensor, x_valid: Tensor, intercept: bool, whiten: bool) -> _XTransform:
-    k = x.shape[1]
-    if not whiten or not bool(x_valid.any()):
-        return _XTransform(x, None)
-    xv = x[x_valid]
-    mean = xv.mean(0) if intercept else torch.zeros(k, dtype=x.dtype)
-    xc = xv - mean
-    second = xc.T @ xc / max(xv.shape[0], 1)
-    L, info = torch.linalg.cholesky_ex(second)
-    if int(info) == 0 and bool(torch.isfinite(L).all()):
-        A = torch.linalg.inv(L).T  # whitening: cov(x') = I
-    else:  # collinear or constant factors: plain scaling, guarded
-        sd = second.diagonal().sqrt()
-        A = torch.diag(torch.where(sd > 0, 1.0 / sd, torch.ones_like(sd)))
-    xt = (x - mean) @ A
-    p = k + int(intercept)
-    M = torch.zeros((p, p), dtype=x.dtype)
-    if intercept:
-        M[0, 0] = 1.0
-        M[0, 1:] = -(mean @ A)
-        M[1:, 1:] = A
-    else:
-        M[:, :] = A
-    return _XTransform(xt, M)
+def _shared_rows(y: Tensor, x_valid: Tensor) -> bool:
+    """No asset misses a row that the factors have. One read of y decides: a date's sum over
+    the assets is finite exactly when every term is (an overflow only costs speed)."""
+    return bool(torch.isfinite(y.sum(0))[x_valid].all())
 
 
-def _y_standardize(y: Tensor, ok: Tensor, intercept: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-asset centring (with an intercept) and scaling over valid rows: y' = (y − my)/sy."""
-    cnt = ok.sum(1).clamp_min(1)
-    y0 = torch.where(ok, y, 0.0)
-    my = y0.sum(1) / cnt if intercept else torch.zeros_like(cnt, dtype=y.dtype)
-    dev = torch.where(ok, y - my[:, None], 0.0)
-    sy = (dev.square().sum(1) / cnt).sqrt()
-    sy = torch.where(sy > 0, sy, torch.ones_like(sy))
-    return (y - my[:, None]) / sy[:, None], my, sy
+def contiguous_ranges(y: Tensor, x_valid: Tensor, spec: RollingSpec) -> Tensor | None:
+    """(A, 2) int64 first and last valid row of each asset when every asset's valid rows are
+    one contiguous run of the factors' rows (listed mid-sample, delisted: leading and trailing
+    NaN only) and every window with an estimate must be full (a fixed window with
+    ``min_obs == window``): such windows hold exactly the factors' rows, so the shared Gram
+    matrices serve them. None otherwise."""
+    if spec.window is None or spec.starts is not None or spec.min_obs < spec.window:
+        return None
+    A, T = y.shape
+    valid = torch.isfinite(y) & x_valid
+    cnt = valid.sum(1)
+    first = valid.to(torch.uint8).argmax(1)
+    last = T - 1 - valid.flip(1).to(torch.uint8).argmax(1)
+    xc = torch.nn.functional.pad(x_valid.to(torch.int64).cumsum(0), (1, 0))
+    runs = (cnt == xc[last + 1] - xc[first]) | (cnt == 0)
+    if not bool(runs.all()):
+        return None
+    empty = cnt == 0
+    first = torch.where(empty, T, first)
+    last = torch.where(empty, -1, last)
+    return torch.stack([first, last], 1)
+
+
+def select_path(
+    y: Tensor,
+    x: Tensor,
+    spec: RollingSpec,
+    device: torch.device,
+    dtype: torch.dtype,
+    out_device: torch.device | str = "cpu",
+) -> str:
+    """The path ``rolling_regression`` takes for these inputs: "huber" for the Huber loss;
+    "shared" (newton's fast path) for newton on the squared loss in float64, without a prior
+    or history, when every asset uses the factors' rows; "general" otherwise."""
+    if spec.loss == "huber":
+        return "huber"
+    y = y.to(torch.float64)
+    x_valid = torch.isfinite(x.to(torch.float64)).all(1)
+    shared = _shared_rows(y, x_valid) or contiguous_ranges(y, x_valid, spec) is not None
+    return _choose(spec, shared, device, dtype, out_device)
+
+
+def _choose(spec: RollingSpec, shared_rows: bool, device, dtype, out_device) -> str:
+    if spec.loss == "huber":
+        return "huber"
+    ok = (
+        dtype == torch.float64
+        and spec.solver == "newton"
+        and spec.prior_strength == 0
+        and not spec.history
+        and torch.device(out_device) == device
+    )
+    return "shared" if ok and shared_rows else "general"
 
 
 def rolling_regression(
-    y: Tensor, x: Tensor, spec: RollingSpec, device: torch.device, dtype: torch.dtype,
+    y: Tensor,
+    x: Tensor,
+    spec: RollingSpec,
+    device: torch.device,
+    dtype: torch.dtype,
     out_device: torch.device | str = "cpu",
+    path: str = "auto",
 ) -> RollingOutput:
     """Fit every asset of ``y`` (A, T) on the factors ``x`` (T, k) in trailing windows.
 
     Chunks of ``y`` move to ``device`` (a no-op when y already lives there); results are
     written to float64 tensors on ``out_device`` (the host by default; the compute device
-    keeps everything resident, e.g. to time the GPU without transfers).
+    keeps everything resident, e.g. to time the GPU without transfers). ``path`` forces
+    "general" instead of the automatic choice (``select_path``), e.g. to compare the paths.
     """
-    if spec.loss == "huber":  # needs the raw rows of every window, not moments
-        return RollingOutput(**rolling_huber(y, x, spec, device, dtype, out_device))
     A, T = y.shape
-    k = x.shape[1]
-    p = k + int(spec.intercept)
-    iterative = spec.solver != "newton"
-    exact = dtype == torch.float64 and not iterative
+    y = y.to(torch.float64)
     x = x.to(torch.float64)
     x_valid = torch.isfinite(x).all(1)
-    xt = _factor_transform(x, x_valid, spec.intercept, whiten=not exact)
-    x_dev = xt.x.to(device=device, dtype=dtype)
-    xv_dev = x_valid.to(device)
-    decay = decay_from_halflife(spec.halflife)
-    chunk = spec.chunk_size or auto_chunk(A, T, p, dtype, device, iterative)
-    # When no asset misses a row that the factors have, every window's rows (so its Gram
-    # matrix and row count) are shared by all assets. One read of y decides: a date's sum
-    # over the assets is finite exactly when every term is (an overflow only costs speed).
-    shared_rows = bool(torch.isfinite(y.sum(0))[x_valid].all())
-    # Per-window flags that are then the same for every asset are kept as one (1, T) row
-    # and handed out broadcast: nobs always, converged / n_iter for newton (one exact step).
-    n_nobs = 1 if shared_rows else A
-    n_flags = 1 if shared_rows and spec.solver == "newton" else A
-
-    f64 = dict(dtype=torch.float64, device=out_device)
-    flags = dict(device=out_device)
-    out = RollingOutput(
-        coef=torch.empty((p, A, T), **f64), stderr=torch.empty((p, A, T), **f64),
-        r2=torch.empty((A, T), **f64), resid_vol=torch.empty((A, T), **f64),
-        nobs=torch.empty((n_nobs, T), dtype=torch.int32, **flags),
-        converged=torch.empty((n_flags, T), dtype=torch.bool, **flags),
-        n_iter=torch.empty((n_flags, T), dtype=torch.int32, **flags),
-        sum_coef=torch.empty((len(spec.sums), A, T), **f64),
-        sum_stderr=torch.empty((len(spec.sums), A, T), **f64),
-    )
-    hists: dict[int, tuple[list[float], int]] = {}  # per chunk: Σ loss per iteration, windows
-    # Exact least squares on shared rows: everything per window once, then small chunks of
-    # assets that stay in cache (see shared_ols).
-    fast = (exact and shared_rows and spec.prior_strength == 0 and not spec.history
-            and torch.device(out_device) == device)
+    shared_rows = _shared_rows(y, x_valid)
+    ranges = None
+    if not shared_rows and spec.loss != "huber":
+        ranges = contiguous_ranges(y, x_valid, spec)
+    auto = _choose(spec, shared_rows or ranges is not None, device, dtype, out_device)
+    if path not in ("auto", auto) and not (path == "general" and auto == "shared"):
+        raise ValueError(f"path={path!r} cannot fit these inputs (the automatic path is {auto!r})")
+    chosen = auto if path == "auto" else path
+    huber = chosen == "huber"
+    fast = chosen == "shared"
+    exact = dtype == torch.float64 and spec.solver == "newton" and not huber
+    mode = "exact" if exact else "standard"
+    xtf = factor_transform(x, x_valid, spec.intercept, mode)
+    ytf = target_transform(y, x_valid[None, :], spec.intercept, mode)
+    bounds = spec.bounds(T)
+    ctx = FitContext(spec, y, x_valid, xtf, ytf, bounds, device, dtype, shared_rows)
     if fast:
-        sh = shared_windows(x_dev, xv_dev, spec.window, decay, spec.intercept, spec.min_obs)
-        out.nobs.copy_(sh.nobs)
-        out.converged.copy_(sh.estimate)
-        out.n_iter.copy_(sh.estimate)
-        out.fill_startup(sh.t0)
-        if not spec.chunk_size and device.type == "cpu":
+        ctx.ranges = ranges
+    p = ctx.p
+    P = p + len(spec.sums)
+    out_dev = torch.device(out_device)
+
+    def empty(shape, dt=torch.float64):
+        if out_dev.type == "cpu":
+            return POOL.empty(shape, dt)
+        return torch.empty(shape, dtype=dt, device=out_dev)
+
+    runner: HuberPath | SharedOLS | MomentPath
+    if huber:
+        runner = HuberPath(ctx)
+        n_se, n_flags = A, A
+    elif fast:
+        runner = SharedOLS(ctx)
+        n_se, n_flags = 1, (1 if ranges is None else A)
+    else:
+        runner = MomentPath(ctx)
+        n_se = 1 if shared_rows else A
+        n_flags = 1 if shared_rows and spec.solver == "newton" else A
+    n_nobs = 1 if shared_rows and not huber else A  # per asset for contiguous ranges too
+    out = RollingOutput(
+        coef=empty((P, A, T)),
+        se_factor=empty((P, n_se, T)),
+        r2=empty((A, T)),
+        resid_vol=empty((A, T)),
+        nobs=empty((n_nobs, T), torch.int32),
+        converged=empty((n_flags, T), torch.bool),
+        n_iter=empty((n_flags, T), torch.int32),
+        se_sigma=empty((A, T)) if huber else None,
+    )
+    refits: list = []
+    if huber:
+        out.nobs.copy_(count_rows(torch.isfinite(y) & x_valid, bounds))
+        assert isinstance(runner, HuberPath)
+        runner.run(out)
+    else:
+        assert not isinstance(runner, HuberPath)
+        kernel = runner
+        kernel.setup(out)
+        chunk = spec.chunk_size or auto_chunk(A, T, p, dtype, device, spec.solver != "newton")
+        if fast and not spec.chunk_size and device.type == "cpu":
             chunk = min(chunk, max(1, CHUNK_ELEMENTS // T))
-    starts = range(0, A, chunk)
 
-    def run(a0: int) -> None:
-        a1 = min(A, a0 + chunk)
-        yc = y[a0:a1].to(device=device, dtype=dtype)
-        if fast:
-            fit_shared_chunk(yc, sh, spec.sums, out.coef[:, a0:a1], out.stderr[:, a0:a1],
-                             out.r2[a0:a1], out.resid_vol[a0:a1], out.sum_coef[:, a0:a1],
-                             out.sum_stderr[:, a0:a1])
-            return
-        _fit_chunk(yc, x_dev, xv_dev, xt.M, spec, decay, exact, out, a0, a1, hists,
-                   shared_rows or None)
+        def run(a0: int) -> None:
+            a1 = min(A, a0 + chunk)
+            r = kernel.fit_chunk(ctx.load(a0, a1), a0, a1, out)
+            if r is not None:
+                refits.append(r)
 
+        _run_chunks(run, list(range(0, A, chunk)), device)
+        _refit(ctx, out, refits)
+    for a_idx, t_idx in ctx.drops:
+        out.drop(a_idx.to(out_dev), t_idx.to(out_dev))
+    out.finish_flags(A)
+    if spec.history:  # chunks that stopped early keep their last value (frozen windows)
+        parts = ctx.hist_parts
+        L = max((len(h) for h, _ in parts), default=0)
+        tot = [sum(h[min(i, len(h) - 1)] for h, _ in parts if h) for i in range(L)]
+        n_act = sum(c for _, c in parts)
+        out.history = torch.tensor(tot, dtype=torch.float64) / max(n_act, 1)
+    return out
+
+
+def _run_chunks(run, starts: list[int], device: torch.device) -> None:
     workers = torch.get_num_threads() if device.type == "cpu" and PARALLEL_CHUNKS else 1
     if workers > 1 and len(starts) > 1:
         # On the CPU, chunks run in parallel, one thread each, instead of every small op
@@ -216,137 +364,45 @@ def rolling_regression(
     else:
         for a0 in starts:
             run(a0)
-    out.nobs, out.converged, out.n_iter = (
-        f.expand(A, T) for f in (out.nobs, out.converged, out.n_iter))
-    if spec.history:  # chunks that stopped early keep their last value (frozen windows)
-        L = max((len(h) for h, _ in hists.values()), default=0)
-        tot = [sum(h[min(i, len(h) - 1)] for h, _ in hists.values() if h) for i in range(L)]
-        n_act = sum(c for _, c in hists.values())
-        out.history = torch.tensor(tot, dtype=torch.float64) / max(n_act, 1)
-    return out
 
 
-def _fit_chunk(y, x, x_valid, M, spec, decay, exact, out, a0, a1, hists=None,
-               shared=None) -> None:
-    """Fit assets a0:a1 (``y`` (a, T) on the compute device) into ``out``; ``shared=True``:
-    the caller found every asset's rows shared (see ``window_moments``)."""
-    p = x.shape[1] + int(spec.intercept)
-    my = sy = None
-    if not exact and y.dtype != torch.float64:
-        y, my, sy = _y_standardize(y, torch.isfinite(y) & x_valid, spec.intercept)
-    mom = window_moments(y, x, x_valid, spec.window, decay, spec.intercept, shared)
-
-    def rows(flag: Tensor) -> Tensor:  # this chunk's rows of a flag, or its one shared row
-        return flag[0:1] if flag.shape[0] == 1 else flag[a0:a1]
-
-    conv_rows, iter_rows = rows(out.converged), rows(out.n_iter)
-    rows(out.nobs).copy_(mom.nobs)
-    # No window before row min_obs − 1 can hold min_obs rows: solve only from there on.
-    t0 = min(spec.min_obs - 1, mom.nobs.shape[-1])
-    if t0 > 0:
-        out.fill_startup(t0, slice(a0, a1))
-        conv_rows[:, :t0] = False
-        iter_rows[:, :t0] = 0
-        if t0 >= mom.nobs.shape[-1]:
-            return
-        mom = WindowMoments(*(getattr(mom, f.name)[:, t0:] for f in fields(WindowMoments)))
-    usable = (mom.nobs >= spec.min_obs) & (mom.sw > 0)  # (B, T')
-    sl = (slice(a0, a1), slice(t0, None))
-    obj = base = LOSSES[spec.loss](mom, usable)
-    if spec.prior_strength > 0:  # λ‖β − b0‖², in the working coordinates
-        b0 = spec.prior if spec.prior.shape[0] == 1 else spec.prior[a0:a1]
-        Q, q, c0 = prior_terms(b0.to(torch.float64), spec.prior_strength, p, spec.intercept, M, sy)
-        obj = Penalized(base, Q, q, c0)
-    callback = None
-    if spec.history and hists is not None:  # Σ loss over the usable windows, original units
-        act = usable.expand(a1 - a0, -1)
-        units = None if sy is None else sy.to(mom.yy.dtype)[:, None].square()
-        sums: list[float] = []
-        hists[a0] = (sums, int(act.sum()))
-
-        def callback(loss: Tensor) -> None:
-            v = loss if units is None else loss * units
-            sums.append(float(torch.where(act, v, 0.0).sum()))
-    sol = run_solver(spec.solver, obj, spec.tol, spec.max_iter, callback)
-    theta = sol.theta
-    ch = sol.chol if sol.chol is not None else cholesky(obj.hessian(None))
-    ginv = sol.hinv if sol.hinv is not None else inverse(ch)  # (B, T', p, p) of ZᵀWZ
-
-    if sol.chol is not None and obj.quadratic and obj is base:  # exact optimum: RSS = yy − θ·zy
-        rss = torch.addcmul(mom.yy, theta[..., 0], mom.zy[..., 0], value=-1.0)
-        for i in range(1, p):
-            rss.addcmul_(theta[..., i], mom.zy[..., i], value=-1.0)
-    else:
-        rss = base.value(theta).mul_(2.0)
-    rss.clamp_min_(0.0)
-    estimate = usable & ch.ok  # (B, T'), or (A, T') once the solver's flags are included
-    if bool(sol.diverged.any()):
-        estimate = estimate & ~sol.diverged
-    # 1/(n − p), NaN outside the estimated windows: σ² and everything derived from it (SE,
-    # residual vol) comes out NaN-masked without a pass of its own when estimate is (1, T').
-    dof = mom.nobs - p
-    inv_dof = torch.where(estimate & (dof > 0), 1.0 / dof.clamp_min(1.0), torch.nan)
-    sw = mom.sw
-    tss = centred_tss(mom.yy, mom.sy, torch.where(sw > 0, sw, 1.0).reciprocal_())
-    f64 = torch.float64
-    direct = theta.device == out.coef.device  # compute results straight into the output
-
-    def into(dst: Tensor, like: Tensor) -> Tensor | None:
-        return dst if direct and like.dtype == f64 else None
-
-    def store(dst: Tensor, value: Tensor) -> None:
-        if value is not dst:
-            dst.copy_(value)
-
-    # R² = 1 − RSS/TSS is scale-free: take it in the working coordinates.
-    one = torch.ones((), dtype=rss.dtype, device=rss.device)
-    dst = out.r2[sl]
-    r2 = torch.addcdiv(one, rss, tss, value=-1.0, out=into(dst, rss))
-    store(dst, r2.masked_fill_(~estimate, torch.nan))
-    del r2
-
-    s2 = rss.mul_(inv_dof)
-    if M is not None:  # back to the original units, in float64
-        theta, s2, ginv = theta.to(f64), s2.to(f64), ginv.to(f64)
-        Md = M.to(theta.device)
-        coefs = [sum(Md[i, j] * theta[..., j] for j in range(p) if Md[i, j] != 0) for i in range(p)]
-        vdiag = [
-            sum(Md[i, j] * Md[i, l] * ginv[..., j, l]
-                for j in range(p) for l in range(p) if Md[i, j] != 0 and Md[i, l] != 0)
-            for i in range(p)
-        ]
-    else:
-        coefs = [theta[..., i] for i in range(p)]
-        vdiag = [ginv[..., i, i] for i in range(p)]
-    if sy is not None:
-        syd = sy.to(f64)[:, None]
-        coefs = [c * syd for c in coefs]
-        if spec.intercept:
-            coefs[0] = coefs[0] + my.to(f64)[:, None]
-        s2 = s2 * syd.square()
-    nan = torch.tensor(float("nan"), dtype=f64, device=theta.device)
-    for g, grp in enumerate(spec.sums):  # Σ_S θ and √(σ² Σ_{i,j∈S} [M G⁻¹ Mᵀ]_ij)
-        Md = M.to(theta.device) if M is not None else None
-        rows = [Md[i] for i in grp] if Md is not None else None
-        csum = sum(coefs[i] for i in grp)
-        if Md is None:
-            vsum = sum(ginv[..., i, j].to(f64) for i in grp for j in grp)
-        else:
-            w = sum(rows)  # (p,): the sum's row of M
-            vsum = sum(w[j] * w[l] * ginv[..., j, l].to(f64) for j in range(p) for l in range(p)
-                       if w[j] != 0 and w[l] != 0)
-        out.sum_coef[g][sl].copy_(torch.where(estimate, csum, nan))
-        out.sum_stderr[g][sl].copy_((s2 * vsum).clamp_min(0.0).sqrt())
-    for i in range(p):
-        dst = out.coef[i][sl]
-        store(dst, torch.where(estimate, coefs[i], nan, out=into(dst, coefs[i])))
-        dst = out.stderr[i][sl]
-        var = torch.mul(s2, vdiag[i], out=into(dst, s2))
-        if M is not None:  # a transformed quadratic form may round below zero
-            var.clamp_min_(0.0)
-        store(dst, var.sqrt_())
-    dst = out.resid_vol[sl]
-    store(dst, torch.sqrt(s2, out=into(dst, s2)))
-    conv_rows[:, t0:].copy_(torch.logical_and(sol.converged, estimate))
-    zero = torch.zeros((), dtype=torch.int32, device=theta.device)
-    iter_rows[:, t0:].copy_(torch.where(estimate, sol.n_iter, zero))
+def _refit(ctx: FitContext, out: RollingOutput, refits: list) -> None:
+    """Recompute the flagged windows from their rows (``blocks.exact_refit``), in float64."""
+    if not refits:
+        return
+    a_all = torch.cat([r[0] for r in refits]).cpu()
+    t_all = torch.cat([r[1] for r in refits]).cpu()
+    kept = [r[2] for r in refits if len(r) > 2 and r[2] is not None]
+    theta_all = torch.cat(kept) if kept else None
+    dev = ctx.device
+    dt = torch.float32 if dev.type == "mps" else torch.float64  # MPS has no float64
+    nb = block_pairs(ctx.bounds.max_length(), 8, dev)
+    Q = q_all = None
+    if ctx.prior is not None:
+        Q, q_all, _ = ctx.prior_terms(0, ctx.y.shape[0])
+        Q = Q.to(device=dev, dtype=dt)
+    per_asset_se = out.se_factor.shape[1] != 1
+    for i0 in range(0, a_all.numel(), nb):
+        ai, ti = a_all[i0 : i0 + nb], t_all[i0 : i0 + nb]
+        rows = gather_rows(
+            ctx.y, ctx.ytf, ctx.xtf.x, ctx.x_valid, ctx.bounds, ctx.decay, ai, ti, dev, dt
+        )
+        q = None
+        if q_all is not None:
+            pick = ai if q_all.shape[0] > 1 else torch.zeros_like(ai)
+            q = q_all[pick.to(q_all.device), 0].to(device=dev, dtype=dt)
+        theta = None if theta_all is None else theta_all[i0 : i0 + nb].to(device=dev, dtype=dt)
+        fit = exact_refit(rows, ctx.intercept, Q, q, theta)
+        write_pair_statistics(
+            out,
+            ai,
+            ti,
+            fit.theta,
+            fit.rss,
+            fit.tss,
+            rows.n,
+            fit.ginv if per_asset_se else None,
+            ctx.pair_units(ai),
+            fit.ok,
+        )
+        ctx.drop_later(ai[~fit.ok.cpu()], ti[~fit.ok.cpu()])

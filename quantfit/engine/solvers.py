@@ -27,8 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from quantfit.engine.linalg import (Cholesky, cholesky, dot, inverse, matvec, param_zeros,
-                                    solve)
+from quantfit.engine.linalg import Cholesky, cholesky, dot, inverse, matvec, param_zeros, solve
 from quantfit.engine.objectives import Objective
 from quantfit.engine.quadratic import NormalizedQuadratic
 
@@ -224,8 +223,9 @@ def adam(obj: Objective, tol: float, max_iter: int, callback=None) -> Solution:
     m, v, den = (torch.zeros_like(q.u) for _ in range(3))
     b1, b2 = ADAM_BETAS
     # Per-window additive term of the step denominator: tiny while open, +inf once closed.
-    eps = torch.full((A, 1, T), torch.finfo(q.u.dtype).tiny ** 0.5, dtype=q.u.dtype,
-                     device=q.u.device)
+    eps = torch.full(
+        (A, 1, T), torch.finfo(q.u.dtype).tiny ** 0.5, dtype=q.u.dtype, device=q.u.device
+    )
     every = 1 if callback is not None else ADAM_CHECK_EVERY
     q.gradient()
     if q.check(0, None):
@@ -370,8 +370,9 @@ def lbfgs(obj: Objective, tol: float, max_iter: int, callback=None) -> Solution:
 SOLVERS = {"newton": newton, "gd": gd, "adam": adam, "lbfgs": lbfgs}
 
 
-def run_solver(name: str, obj: Objective, tol: float | None, max_iter: int | None,
-               callback=None) -> Solution:
+def run_solver(
+    name: str, obj: Objective, tol: float | None, max_iter: int | None, callback=None
+) -> Solution:
     """Dispatch by name with the documented defaults for tol and max_iter. ``callback(loss)``,
     if given, receives the (A, T) loss at the iterate after every iteration (converged windows
     frozen at theirs)."""

@@ -22,8 +22,8 @@ from quantfit.data.store import ChangesUnavailable
 from quantfit.errors import DataError, QuantfitError
 from quantfit.progress import Progress
 from quantfit.refresh.inputs import _ensure_store, update_yfinance
-from quantfit.refresh.params import (RefreshParams, canonical_params, check_params, params_key,
-                                     parse_universe)
+from quantfit.refresh.params import (RefreshParams, canonical_params, check_params, fit_spec,
+                                     params_key, parse_universe)
 from quantfit.refresh.plan import GROUP_SIZE, GroupWork, Plan, make_plan
 from quantfit.refresh.regressors import Regressors, benchmark_regressors, factor_regressors
 from quantfit.refresh.task import GroupResult, JobContext, run_group
@@ -77,13 +77,6 @@ def resolve_universe(p: RefreshParams, store, base: list[str] | None) -> list[st
     if not universe:
         raise DataError(f"the universe is empty (store {p.store} holds only {p.benchmark})")
     return sorted(universe)
-
-
-def fit_options(p: RefreshParams) -> dict[str, Any]:
-    """The keyword arguments of ``qf.fit_rolling`` for these parameters."""
-    return dict(window=p.window, min_obs=p.min_obs, expanding=p.window is None,
-                halflife=p.halflife, solver=p.solver, loss=p.loss, tol=p.tol,
-                max_iter=p.max_iter, device=p.device)
 
 
 # ----------------------------------------------------------------------------- running tasks
@@ -152,7 +145,7 @@ def refresh(p: RefreshParams, *, downloader: Callable | None = None,
                          cal=reg.cal.values.astype("datetime64[D]"), x=reg.x.to_numpy(float),
                          factors=tuple(map(str, reg.x.columns)),
                          rf=None if reg.rf is None else reg.rf.to_numpy(float),
-                         fit=fit_options(p), min_obs=int(params["min_obs"]))
+                         spec=fit_spec(p), min_obs=int(params["min_obs"]))
         results: list[GroupResult] = []
         if plan.work:
             t2 = time.perf_counter()
@@ -215,7 +208,7 @@ def _assemble(p, plan: Plan, manifest, results: list[GroupResult], reg: Regresso
     files = {g: dict(sorted(m.items())) for g, m in sorted(files.items(), key=lambda kv: int(kv[0])) if m}
     entries = [e for m in files.values() for e in m.values()]
     terms = results[0].terms if results else manifest["terms"]
-    fit_settings = results[0].fit_settings if results else manifest["fit"]
+    meta = results[0].meta if results else manifest["meta"]
     rows = reg.rows
     first_fit = min((w.first_row for w in plan.work), default=len(rows))
     outcome.dates_fitted = len(rows) - first_fit if plan.work else 0
@@ -225,7 +218,7 @@ def _assemble(p, plan: Plan, manifest, results: list[GroupResult], reg: Regresso
     new_manifest = {
         "format": FORMAT, "version": VERSION, "key": key, "generation": generation,
         "params": params, "created": (manifest or {}).get("created", now), "updated": now,
-        "package_version": __version__, "fit": fit_settings, "terms": terms,
+        "package_version": __version__, "meta": meta, "terms": terms,
         "universe": universe, "groups": [{"assets": g} for g in plan.groups],
         "files": files,
         "inputs": {"store": str(Path(p.store).resolve()), "store_id": store_id,

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from quantfit.errors import DataError, FitError
+from quantfit.errors import DataError
 from quantfit.results_store import FORMAT, VERSION
+from quantfit.spec import FitSpec
 
 DEFAULT_STORE = "data/store"
 DEFAULT_OUT = "data/results"
@@ -59,27 +59,20 @@ class RefreshParams:
     group_size: int | None = None
 
 
+def fit_spec(p: RefreshParams) -> FitSpec:
+    """The fit options of a refresh as the validated spec ``qf.fit_rolling`` uses (one set of
+    rules for both: ``quantfit.spec``)."""
+    return FitSpec.from_kwargs(p.window, expanding=p.window is None, min_obs=p.min_obs,
+                               halflife=p.halflife, solver=p.solver, loss=p.loss, tol=p.tol,
+                               max_iter=p.max_iter, device=p.device)
+
+
 def check_params(p: RefreshParams) -> None:
-    """Validate the parameters before any work; ``FitError``/``DataError`` name the problem."""
-    from quantfit.engine import LOSSES, SOLVERS
-    if p.solver not in SOLVERS:
-        raise FitError(f"unknown solver {p.solver!r}; choose one of {', '.join(sorted(SOLVERS))}")
-    if p.loss not in LOSSES:
-        raise FitError(f"unknown loss {p.loss!r}; choose one of {', '.join(sorted(LOSSES))}")
-    if p.window is not None and not (isinstance(p.window, int) and not isinstance(p.window, bool)
-                                     and p.window >= 2):
-        raise FitError(f"window must be an integer >= 2 or 'expanding', got {p.window!r}")
-    if p.min_obs is not None and not (isinstance(p.min_obs, int) and p.min_obs >= 1):
-        raise FitError(f"min_obs must be a positive integer, got {p.min_obs!r}")
-    if p.min_obs is not None and p.window is not None and p.min_obs > p.window:
-        raise FitError(f"min_obs={p.min_obs} is larger than window={p.window}")
-    if p.halflife is not None and not (isinstance(p.halflife, (int, float)) and math.isfinite(p.halflife)
-                                       and p.halflife > 0):
-        raise FitError(f"halflife must be a positive number of rows, got {p.halflife!r}")
-    if p.tol is not None and not (isinstance(p.tol, (int, float)) and p.tol > 0):
-        raise FitError(f"tol must be a positive number, got {p.tol!r}")
-    if p.max_iter is not None and not (isinstance(p.max_iter, int) and p.max_iter >= 1):
-        raise FitError(f"max_iter must be a positive integer, got {p.max_iter!r}")
+    """Validate the parameters before any work; ``FitError``/``DataError`` name the problem.
+
+    The fit options are checked by ``fit_spec`` (``quantfit.spec``'s rules, the device's
+    presence on this machine included); the rest here."""
+    fit_spec(p).compute.resolve()
     if p.group_size is not None and not (isinstance(p.group_size, int) and not isinstance(p.group_size, bool)
                                          and 1 <= p.group_size <= 1_000_000):
         raise DataError(f"group_size must be an integer in [1, 1000000], got {p.group_size!r}")
@@ -144,15 +137,6 @@ def parse_window(value: int | str) -> int | None:
     return value
 
 
-def _fit_dtype(device: str) -> str:
-    """The precision fit_rolling will use on ``device`` (part of the result set's key)."""
-    from quantfit.engine import default_dtype, pick_device
-    try:
-        return str(default_dtype(pick_device(device))).replace("torch.", "")
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise FitError(f"bad device {device!r}: {exc}") from None
-
-
 def canonical_params(p: RefreshParams, n_factors: int) -> dict[str, Any]:
     """The parameters that define a result set (its key): what changes the numbers.
 
@@ -165,12 +149,12 @@ def canonical_params(p: RefreshParams, n_factors: int) -> dict[str, Any]:
     else:
         f = Path(p.factors)
         regressors = f"french:{f.resolve() if f.exists() else p.factors}"
-    n_params = n_factors + 1
-    min_obs = p.min_obs if p.min_obs is not None else (p.window if p.window is not None else n_params)
+    spec = fit_spec(p).resolve(n_factors)
+    _, dtype = spec.compute.resolve()
     return {"format": FORMAT, "version": VERSION, "regressors": regressors, "window": p.window,
-            "min_obs": int(min_obs), "halflife": None if p.halflife is None else float(p.halflife),
-            "solver": p.solver, "loss": p.loss, "tol": p.tol, "max_iter": p.max_iter,
-            "dtype": _fit_dtype(p.device)}
+            "min_obs": spec.window.min_obs, "halflife": spec.window.halflife,
+            "solver": p.solver, "loss": p.loss, "tol": spec.solver.tol,
+            "max_iter": spec.solver.max_iter, "dtype": str(dtype).replace("torch.", "")}
 
 
 def params_key(params: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,9 @@ import pandas as pd
 import pyarrow as pa
 
 from quantfit.refresh.plan import GroupWork
-from quantfit.results_store import ResultSet, WindowArrays, merge_month, month_tables
+from quantfit.results import RollingFit, WindowColumns
+from quantfit.results_store import ResultSet, merge_month, month_tables
+from quantfit.spec import FitSpec
 
 #: Threads writing a group's month files (parquet encoding and fsync release the GIL).
 WRITE_THREADS = 3
@@ -34,7 +36,8 @@ class JobContext:
     cal : (n + 1,) datetime64[D] price dates; rows are ``cal[1:]``.
     x : (n, k) float64 factor returns on the rows; factors : their names.
     rf : (n,) float64 risk-free rate subtracted from the asset returns, or None.
-    fit : keyword arguments of ``qf.fit_rolling`` (window, min_obs, solver, ...).
+    spec : the fit's validated options (``quantfit.spec.FitSpec``), ``min_obs`` its resolved
+        row count.
     """
 
     store: str
@@ -44,12 +47,12 @@ class JobContext:
     x: np.ndarray
     factors: tuple[str, ...]
     rf: np.ndarray | None
-    fit: dict[str, Any]
+    spec: FitSpec
     min_obs: int
 
     @property
     def window(self) -> int | None:
-        return self.fit.get("window")
+        return self.spec.window.length
 
     def rows(self) -> pd.DatetimeIndex:
         return pd.DatetimeIndex(self.cal[1:].astype("datetime64[us]"), name="date")
@@ -66,18 +69,10 @@ class GroupResult:
     rows_fitted_on: int = 0  # return rows read and fitted (the tail on an incremental night)
     asset_rows: dict[str, int] = field(default_factory=dict)  # estimate count change per asset
     terms: list[str] = field(default_factory=list)
-    fit_settings: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)  # the fit's metadata (FitMeta.to_dict())
     warnings: list[str] = field(default_factory=list)
     max_nobs: dict[str, int] = field(default_factory=dict)  # refitted assets without an estimate
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def _window_arrays(fit) -> WindowArrays:
-    """The fit's results as plain arrays (the columnar form the part files are cut from)."""
-    return WindowArrays(
-        dates=fit.index.values, assets=[str(a) for a in fit.assets], terms=list(fit.terms),
-        coef=fit._coef, stderr=fit._stderr, **{k: np.asarray(fit._stats[k]) for k in
-                                                ("r2", "resid_vol", "nobs", "converged", "n_iter")})
 
 
 def read_returns(ctx: JobContext, assets: list[str], s: int) -> pd.DataFrame:
@@ -92,10 +87,17 @@ def read_returns(ctx: JobContext, assets: list[str], s: int) -> pd.DataFrame:
     return y
 
 
-def _fit(ctx: JobContext, y: pd.DataFrame, s: int):
+def _fit(ctx: JobContext, y: pd.DataFrame, s: int) -> RollingFit:
     from quantfit.fit import fit_rolling
     x = pd.DataFrame(ctx.x[s:], index=y.index, columns=list(ctx.factors))
-    return fit_rolling(y, x.iloc[:, 0] if x.shape[1] == 1 else x, **ctx.fit)
+    return fit_rolling(y, x.iloc[:, 0] if x.shape[1] == 1 else x, spec=ctx.spec)
+
+
+def _rows(w: WindowColumns, keep: np.ndarray) -> WindowColumns:
+    """The windows of ``w`` where ``keep`` (n,) is True."""
+    return replace(w, **{f: getattr(w, f)[keep] for f in (
+        "date_pos", "asset_pos", "estimate", "std_error", "r2", "resid_vol", "nobs",
+        "converged", "n_iter")})
 
 
 def run_group(ctx: JobContext, work: GroupWork, old: dict[str, dict]) -> GroupResult:
@@ -105,34 +107,31 @@ def run_group(ctx: JobContext, work: GroupWork, old: dict[str, dict]) -> GroupRe
     """
     t0 = time.perf_counter()
     res = GroupResult(group=work.group)
-    assets = list(work.fit_from)
     first = work.first_row
     # Rows the windows need: the window ending at row r starts at r - W + 1.
     s = 0 if work.fresh or ctx.window is None else max(0, first - ctx.window + 1)
-    y = read_returns(ctx, assets, s)
+    y = read_returns(ctx, list(work.fit_from), s)
     t1 = time.perf_counter()
     fit = _fit(ctx, y, s)
     t2 = time.perf_counter()
-    w = _window_arrays(fit)
-    res.terms, res.fit_settings = list(fit.terms), dict(fit.settings)
-    res.rows_fitted_on = len(y)
-    # Windows before an asset's fit_from keep their committed rows: mask them out of the new.
-    starts = np.array([work.fit_from[a] - s for a in assets])
-    refit = np.arange(w.coef.shape[2])[None, :] >= starts[:, None]  # (A, T')
-    res.warnings = _warnings(ctx, w, assets, refit, y.iloc[-1].notna().to_numpy())
-    none = ~(np.isfinite(w.coef[0]) & refit).any(axis=1)
-    res.max_nobs = {assets[i]: int(np.asarray(w.nobs)[i].max(initial=0)) for i in np.flatnonzero(none)}
-    if not refit.all():
-        w.coef = w.coef.copy()
-        w.coef[0][~refit] = np.nan
+    names = [str(a) for a in fit.assets]
+    res.terms, res.meta, res.rows_fitted_on = list(fit.terms), fit.meta.to_dict(), len(y)
+    # Each asset's first refitted row (in the fit's rows): windows before it keep their
+    # committed rows, so they are left out of what is written.
+    starts = np.array([work.fit_from[a] - s for a in names], dtype=np.int64)
+    res.warnings, res.max_nobs = _warnings(ctx, fit, starts, y.iloc[-1].notna().to_numpy())
+    t_first = int(starts.min())
+    w = fit.isel(dates=slice(t_first, None)).windows()  # the one conversion to rows
+    if (starts > t_first).any():
+        w = _rows(w, w.date_pos + t_first >= starts[w.asset_pos])
     pos = {a: i for i, a in enumerate(work.assets)}
-    codes = np.array([pos[a] for a in assets], dtype=np.int32)
+    codes = np.array([pos[a] for a in names], dtype=np.int32)
     dictionary = pa.array(list(work.assets), pa.string())
     rs = ResultSet(ctx.result_dir)
-    days = w.dates.astype("datetime64[D]").astype(np.int64)
+    days = fit.index.values.astype("datetime64[D]").astype(np.int64)
     # Old rows of a refitted asset from its first refitted date on are superseded, also where
     # the new fit has no estimate any more.
-    replace = {} if work.fresh else {int(c): int(days[st]) for c, st in zip(codes, starts)}
+    replace_from = {} if work.fresh else {int(c): int(days[st]) for c, st in zip(codes, starts)}
     delta = np.zeros(len(work.assets), dtype=np.int64)  # estimate count change per asset
     n = len(work.assets)
 
@@ -141,7 +140,7 @@ def run_group(ctx: JobContext, work: GroupWork, old: dict[str, dict]) -> GroupRe
         table, change = new, np.zeros(n, dtype=np.int64)
         if entry is not None:
             prior = rs.read_part(entry)
-            table = merge_month(prior, new if new is not None else prior.slice(0, 0), replace)
+            table = merge_month(prior, new if new is not None else prior.slice(0, 0), replace_from)
             if new is None and table.num_rows == prior.num_rows:
                 return month, entry, 0, change  # nothing of this month changed after all
             change -= np.bincount(_codes(prior), minlength=n)
@@ -149,7 +148,7 @@ def run_group(ctx: JobContext, work: GroupWork, old: dict[str, dict]) -> GroupRe
         done = rs.write_part(work.group, month, table, ctx.generation) if table.num_rows else None
         return month, done, 0 if new is None else new.num_rows, change
 
-    tables = month_tables(w, codes, dictionary, t_start=max(0, first - s))
+    tables = month_tables(w, codes, dictionary)
     new_months: set[str] = set()
     with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
         for month, entry, n_new, change in bounded_map(pool, write, tables, 2 * WRITE_THREADS):
@@ -157,8 +156,8 @@ def run_group(ctx: JobContext, work: GroupWork, old: dict[str, dict]) -> GroupRe
             delta += change
             _record(res, old, month, entry, n_new)
         # Months without new rows that still hold superseded rows of a refitted asset.
-        if replace:
-            cut = str(np.datetime64(min(replace.values()), "D"))
+        if replace_from:
+            cut = str(np.datetime64(min(replace_from.values()), "D"))
             stale = [(m, None) for m, e in old.items() if m not in new_months and e["last"] >= cut]
             for month, entry, n_new, change in bounded_map(pool, write, stale, 2 * WRITE_THREADS):
                 delta += change
@@ -194,21 +193,25 @@ def _codes(table: pa.Table) -> np.ndarray:
     return table.column("asset").combine_chunks().indices.to_numpy(zero_copy_only=False)
 
 
-def _warnings(ctx: JobContext, w: WindowArrays, assets: list[str], refit: np.ndarray,
-              has_last: np.ndarray) -> list[str]:
+def _warnings(ctx: JobContext, fit: RollingFit, starts: np.ndarray,
+              has_last: np.ndarray) -> tuple[list[str], dict[str, int]]:
     """Per asset, what a human should look at: no estimate on the last date although the
-    asset has a return there; refitted windows an iterative solver did not converge on."""
+    asset has a return there; refitted windows an iterative solver did not converge on. And
+    the most valid rows of a window, for refitted assets without any estimate."""
     out = []
-    nobs = np.asarray(w.nobs)
-    last_day = str(w.dates[-1])[:10]
-    for i in np.flatnonzero(np.isnan(w.coef[0][:, -1]) & has_last):
-        out.append(f"{assets[i]}: no estimate on {last_day} ({int(nobs[i, -1])} valid rows "
+    names = [str(a) for a in fit.assets]
+    est = np.isfinite(fit.coef(fit.terms[0]).to_numpy())  # (T, A)
+    nobs = fit.nobs.to_numpy()
+    refit = np.arange(len(fit.index))[:, None] >= starts[None, :]
+    last_day = str(fit.index[-1].date())
+    for i in np.flatnonzero(~est[-1] & has_last):
+        out.append(f"{names[i]}: no estimate on {last_day} ({int(nobs[-1, i])} valid rows "
                    f"in the window, need {ctx.min_obs})")
-    if ctx.fit.get("solver", "newton") != "newton":
-        has = (np.isfinite(w.coef[0]) | (nobs >= ctx.min_obs)) & refit
-        bad = (has & ~np.asarray(w.converged, dtype=bool)).sum(axis=1)
+    if ctx.spec.solver.name != "newton":
+        bad = ((est | (nobs >= ctx.min_obs)) & refit & ~fit.converged.to_numpy()).sum(axis=0)
         for i in np.flatnonzero(bad):
-            n = int(bad[i])
-            out.append(f"{assets[i]}: {n} window{'s' if n > 1 else ''} did not converge "
-                       f"(solver {ctx.fit['solver']})")
-    return out
+            k = int(bad[i])
+            out.append(f"{names[i]}: {k} window{'s' if k > 1 else ''} did not converge "
+                       f"(solver {ctx.spec.solver.name})")
+    none = ~(est & refit).any(axis=0)
+    return out, {names[i]: int(nobs[:, i].max(initial=0)) for i in np.flatnonzero(none)}

@@ -20,10 +20,19 @@ This layer uses ``qf.fit_rolling`` and ``RollingFit`` only; it never imports the
 nightly job. Bad inputs raise ``qf.FitError`` (``qf.QuantfitError`` for a bad file suffix).
 """
 
-from quantfit.report.convergence import (convergence_histories, mean_window_loss,
-                                         plot_convergence, window_loss)
-from quantfit.report.figures import (plot_beta, plot_beta_distribution, plot_beta_heatmap,
-                                     plot_fit, robust_available)
+from quantfit.report.convergence import (
+    convergence_histories,
+    mean_window_loss,
+    plot_convergence,
+    window_loss,
+)
+from quantfit.report.figures import (
+    plot_beta,
+    plot_beta_distribution,
+    plot_beta_heatmap,
+    plot_fit,
+    robust_available,
+)
 from quantfit.report.html import latest_table, write_html
 
 __all__ = [

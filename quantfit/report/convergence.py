@@ -13,8 +13,8 @@ mean per-window loss after every iteration (``fit.history``), so each solver run
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from os import PathLike
-from typing import Mapping, Sequence
 
 import matplotlib.ticker as mticker
 import numpy as np
@@ -30,8 +30,9 @@ from quantfit.results import RollingFit
 def window_loss(fit: RollingFit) -> pd.DataFrame:
     """½·RSS of every window (dates × assets, y's units squared; NaN without an estimate),
     from ``resid_vol`` = √(RSS/(nobs − p)). Weighted RSS when the fit used ``halflife``."""
-    if fit.settings.get("loss", "mse") != "mse":
-        raise FitError(f"window_loss needs a squared-loss fit, this one has loss={fit.settings['loss']!r}")
+    loss = fit.meta.spec.estimator.loss
+    if loss != "mse":
+        raise FitError(f"window_loss needs a squared-loss fit, this one has loss={loss!r}")
     dof = fit.nobs - len(fit.terms)
     return 0.5 * fit.resid_vol.pow(2) * dof
 
@@ -67,15 +68,15 @@ def convergence_histories(y: pd.DataFrame | pd.Series, x: pd.DataFrame | pd.Seri
     and ``mean_window_loss(qf.fit_rolling(y, x, window, **fit_kwargs))`` (the optimum) average
     the same windows.
     """
-    from quantfit.engine import DEFAULTS
+    from quantfit.spec import SOLVERS
 
     for key in ("solver", "max_iter", "loss", "history"):
         if key in fit_kwargs:
             raise FitError(f"convergence_histories sets {key}= itself")
     out: dict[str, pd.Series] = {}
     for solver in solvers:
-        if solver not in DEFAULTS:
-            raise FitError(f"unknown solver {solver!r}; choose one of {sorted(DEFAULTS)}")
+        if solver not in SOLVERS:
+            raise FitError(f"unknown solver {solver!r}; choose one of {list(SOLVERS)}")
         fit = fit_rolling(y, x, window, solver=solver, max_iter=max_iter, history=True,
                           **fit_kwargs)
         h = np.asarray(fit.history, dtype=float)

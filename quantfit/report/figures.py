@@ -22,8 +22,15 @@ from matplotlib.figure import Figure
 
 from quantfit.errors import FitError
 from quantfit.fit import fit_rolling
-from quantfit.report._common import (check_fit, cross_section_date, fmt_date, new_figure,
-                                     pick_assets, pick_term, save)
+from quantfit.report._common import (
+    check_fit,
+    cross_section_date,
+    fmt_date,
+    new_figure,
+    pick_assets,
+    pick_term,
+    save,
+)
 from quantfit.results import RollingFit
 
 #: How many assets ``plot_beta`` shows when none are named (more lines are unreadable).
@@ -88,8 +95,8 @@ def plot_beta(fit: RollingFit, assets=None, term: str | None = None, band: float
             half = band * se[name].to_numpy()
             ax.fill_between(b.index, b.to_numpy() - half, b.to_numpy() + half,
                             color=line.get_color(), alpha=0.18, lw=0)
-    w = fit.settings.get("window")
-    win = "expanding window" if fit.settings.get("expanding") else f"{w}-row window"
+    w = fit.meta.spec.window
+    win = "expanding window" if w.expanding else f"{w.length}-row window"
     band_txt = f", band ±{band:g}·SE" if band else ""
     ax.set_title(f"Rolling {_what(term)} ({win}{band_txt})")
     ax.set_ylabel(f"β on {term}" if term != "alpha" else "α (per period)")
@@ -102,7 +109,7 @@ def plot_beta(fit: RollingFit, assets=None, term: str | None = None, band: float
 
 def robust_available() -> bool:
     """True when the engine offers the robust loss ``plot_fit(robust=True)`` draws."""
-    from quantfit.engine import LOSSES
+    from quantfit.spec import LOSSES
     return ROBUST_FIT["loss"] in LOSSES
 
 

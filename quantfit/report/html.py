@@ -17,11 +17,16 @@ import numpy as np
 import pandas as pd
 
 from quantfit import __version__
-from quantfit.errors import FitError
 from quantfit._atomic import atomic_open
+from quantfit.errors import FitError
 from quantfit.report._common import check_fit, cross_section_date, fmt_date
-from quantfit.report.figures import (plot_beta, plot_beta_distribution, plot_beta_heatmap,
-                                     plot_fit, robust_available)
+from quantfit.report.figures import (
+    plot_beta,
+    plot_beta_distribution,
+    plot_beta_heatmap,
+    plot_fit,
+    robust_available,
+)
 from quantfit.results import RollingFit
 
 _CSS = """
@@ -119,14 +124,14 @@ def write_html(fit: RollingFit, out_dir: str | PathLike, *, y: pd.DataFrame | No
         figure(f"heatmap_{tag}.png", f"β on {f}, assets × months",
                lambda p, f=f: plot_beta_heatmap(fit, term=f, path=p))
     if y is not None and x is not None and len(factors) == 1 and len(table):
-        window = fit.settings.get("window") or 252
+        window = fit.meta.spec.window.length or 252
         asset = table.index[0]
         figure("fit.png", f"{asset} against {factors[0]}, last window",
                lambda p: plot_fit(y, x, asset, end=at, window=int(window),
                                   robust=robust_available(), path=p))
 
-    s = fit.settings
-    win = "expanding" if s.get("expanding") else f"window {s.get('window')} rows"
+    s = fit.meta.spec
+    win = "expanding" if s.window.expanding else f"window {s.window.length} rows"
     missing = [str(a) for a in fit.assets if a not in table.index]
     note = (f"<p class=\"meta\">No estimate on {fmt_date(at)}: {e(', '.join(missing))}</p>"
             if missing else "")
@@ -134,8 +139,8 @@ def write_html(fit: RollingFit, out_dir: str | PathLike, *, y: pd.DataFrame | No
         f"<h1>{e(title)}</h1>",
         f"<p class=\"meta\">{len(fit.assets)} assets, {len(fit.index)} dates "
         f"({e(fmt_date(fit.index[0]))} to {e(fmt_date(fit.index[-1]))}); "
-        f"terms {e(', '.join(fit.terms))}; {e(win)}, solver {e(str(s.get('solver')))}, "
-        f"loss {e(str(s.get('loss')))}; quantfit {e(__version__)}</p>",
+        f"terms {e(', '.join(fit.terms))}; {e(win)}, solver {e(s.solver.name)}, "
+        f"loss {e(s.estimator.loss)}; quantfit {e(__version__)}</p>",
         *sections,
         f"<h2>Latest estimates ({fmt_date(at)}), sorted by β on {e(factors[0])}</h2>",
         _table_html(table, factors),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable
 
@@ -20,7 +21,7 @@ import pyarrow.compute as pc
 
 from quantfit.data.dates import parse_date
 from quantfit.errors import DataError
-from quantfit.results_store.encoding import estimate_column, file_schema, to_tidy
+from quantfit.results_store.encoding import estimate_column, file_schema, to_tidy, to_windows
 from quantfit.results_store.resultset import ResultSet, open_results, retrying
 
 #: Part files read at once (pyarrow releases the GIL while decoding).
@@ -178,26 +179,34 @@ def read_results(out_dir: str | os.PathLike, start=None, end=None, *, assets=Non
 
     The fit has the requested assets (default: the result set's current universe, sorted; an
     asset dropped from the universe is still readable by name) and the dates with at least one
-    estimate; windows without an estimate are NaN with ``nobs`` 0. Its settings are the fit
-    settings of the run, plus ``key`` and ``params`` of the result set.
+    estimate; windows without an estimate are NaN with ``nobs`` 0. ``fit.meta`` is the run's
+    fit metadata, with ``key`` and ``params`` of the result set in ``meta.origin``.
     """
-    from quantfit.results import RollingFit
+    from quantfit.results import FitMeta, RollingFit
 
     if last_years is not None:
         if start is not None:
             raise DataError("read_results: give start or last_years, not both")
+        if not (isinstance(last_years, (int, float)) and not isinstance(last_years, bool)
+                and 0 < last_years <= 500):
+            raise DataError(f"last_years must be a number of years in (0, 500], got {last_years!r}")
         last = committed(open_results(out_dir))["results"]["last"]
         start = pd.Timestamp(last) - pd.DateOffset(days=round(365.25 * last_years))
-    tidy, manifest = read_tidy(out_dir, start, end, assets)
-    names = _asset_list(assets) or list(manifest["universe"])
+    table, manifest = read_table(out_dir, start, end, assets)
     if assets is None:  # assets dropped from the universe are read only when asked for
-        tidy = tidy[tidy["asset"].isin(names)]
-    if tidy.empty:
+        names = pa.array(manifest["universe"], pa.string())
+        table = table.filter(pc.is_in(table.column("asset").cast(pa.string()), value_set=names))
+    if table.num_rows == 0:
         raise DataError(f"no results between {start or 'the start'} and {end or 'the end'} in {out_dir}")
-    index = pd.DatetimeIndex(pd.unique(tidy["date"]), name="date")  # sorted by date
-    settings: dict[str, Any] = dict(manifest.get("fit", {}), key=manifest["key"], params=manifest["params"])
-    return RollingFit.from_frame(tidy, index=index, assets=pd.Index(sorted(names), dtype=object),
-                                 terms=list(manifest["terms"]), settings=settings)
+    w = to_windows(table, manifest["terms"])
+    wanted = sorted(_asset_list(assets) or manifest["universe"])
+    if list(w.assets) != wanted:  # assets without any row in the range: all-NaN columns
+        pos = pd.Index(wanted).get_indexer(w.assets)
+        w = replace(w, assets=pd.Index(wanted, dtype=object, name="asset"),
+                    asset_pos=pos[w.asset_pos].astype(np.int64))
+    origin = {"key": manifest["key"], "params": manifest["params"]}
+    meta = FitMeta.from_dict(dict(manifest["meta"], origin=origin))
+    return RollingFit.from_windows(w, meta=meta)
 
 
 def coverage(out_dir: str | os.PathLike) -> tuple[_dt.date, _dt.date]:

@@ -46,7 +46,7 @@ COMPRESSION = "lz4"
 
 #: Top-level manifest keys and their JSON types (validated before anything trusts them).
 _MANIFEST_TYPES: dict[str, type | tuple[type, ...]] = {
-    "key": str, "generation": int, "params": dict, "fit": dict, "terms": list, "universe": list,
+    "key": str, "generation": int, "params": dict, "meta": dict, "terms": list, "universe": list,
     "groups": list, "files": dict, "inputs": dict, "data": dict, "results": dict,
 }
 

@@ -57,10 +57,12 @@ Guarantees:
   ``fcntl.flock`` on ``.lock``. Readers take no lock: they read one manifest and the files it
   names, and start again if a writer removed a superseded file in between (a file the current
   manifest still lists but that is gone is damage, reported at once).
-* **Change tracking.** Each ingest that changes rows is a generation; ``changes_since(g)``
+* **Change tracking.** Each ingest that changes rows is a generation (so is a migration that
+  renames tickers); ``changes_since(g)``
   says which tickers changed after ``g`` and from which date (see ``changes``).
 * **v1 stores** (one file per bucket) open and read as they are; the first write, or
-  ``migrate``, rewrites them in this format.
+  ``migrate``, rewrites them in this format. ``migrate`` also renames tickers stored before
+  the ticker rule (``aapl`` -> ``AAPL``; see ``migrating``).
 """
 
 from quantfit.data.store.changes import ChangeSet, ChangesUnavailable

@@ -15,7 +15,9 @@ each ticker's last changing generation. ``changes_since(g)``:
   never later (conservative: it recomputes a little more, never misses a change).
 
 The log is bounded: at most ``MERGE_AT`` files, the merged one holding one row per ticker.
-Compaction and migration change no rows and are not generations. A store migrated from v1
+Compaction and migration change no rows and are not generations, except a migration that
+renames tickers (``migrating``): it is one, in which each renamed ticker changed from its first
+date (its old name is gone from the ticker table). A store migrated from v1
 knows no history before its migration (``horizon``): asking about an older generation raises
 ``ChangesUnavailable``, and the caller recomputes in full.
 """

@@ -89,7 +89,9 @@ class Rows:
                     np.empty(0), np.empty(0))
 
     def take(self, idx) -> Rows:
-        pick = (lambda a: None if a is None else a[idx])
+        def pick(a):
+            return None if a is None else a[idx]
+
         return Rows(self.names, self.code[idx], self.day[idx], pick(self.close), pick(self.volume))
 
     def keys(self) -> np.ndarray:
@@ -146,8 +148,11 @@ def combine(parts: Sequence[Rows]) -> Rows:
             return parts[0]
     names = union_names(parts)
     parts = [p.with_names(names) for p in parts]
-    cat = (lambda attr: None if any(getattr(p, attr) is None for p in parts)
-           else np.concatenate([getattr(p, attr) for p in parts]))
+    def cat(attr):
+        if any(getattr(p, attr) is None for p in parts):
+            return None
+        return np.concatenate([getattr(p, attr) for p in parts])
+
     rows = Rows(names, np.concatenate([p.code for p in parts]), np.concatenate([p.day for p in parts]),
                 cat("close"), cat("volume"))
     keys = rows.keys()
@@ -250,7 +255,9 @@ def table_rows(table: pa.Table) -> Rows:
         uniq, inverse = np.unique(names, return_inverse=True)
         names, code = uniq.astype(object), inverse.astype(np.int32)[code]
     day = table.column("date").combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False)
-    get = (lambda f: table.column(f).to_numpy() if f in table.column_names else None)
+    def get(f):
+        return table.column(f).to_numpy() if f in table.column_names else None
+
     return Rows(names, code, day.astype(np.int32), get("close"), get("volume"))
 
 

@@ -5,7 +5,7 @@
     {"format": "quantfit-pricestore", "version": 2,
      "store_id": "<32 hex>",          # fixed when the store is created
      "buckets": 64,                   # ticker buckets, fixed when the store is created
-     "generation": 17,                # ingests that changed rows (compaction/migration do not count)
+     "generation": 17,                # ingests that changed rows, migrations that renamed tickers
      "commit": 25,                    # every commit (ingest, compaction, migration)
      "horizon": 0,                    # changes_since answers for generations >= horizon
      "files": [{"name": "s007-2019-<id>.parquet", "kind": "segment" | "delta", "bucket": 7,
@@ -116,7 +116,9 @@ class TickerTable:
             return TickerTable.empty()
         names = np.concatenate([p[0] for p in parts]).astype(object)
         order = np.argsort(names, kind="stable")
-        col = (lambda i: np.concatenate([p[i] for p in parts]).astype(np.int64)[order])
+        def col(i):
+            return np.concatenate([p[i] for p in parts]).astype(np.int64)[order]
+
         return TickerTable(names[order], col(1), col(2), col(3), np.full(len(names), gen, np.int64))
 
     def positions(self, tickers: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ import pandas as pd
 from quantfit._atomic import TMP_INFIX, exclusive_lock, fsync_dir, write_json_atomic
 from quantfit.data.frames import DATE_DTYPE, validate_long
 from quantfit.data.store import changes as changelog
-from quantfit.data.store import writing
+from quantfit.data.store import migrating, writing
 from quantfit.data.store.layout import DATA_DIR, FIELDS, bucket_of
 from quantfit.data.store.manifest import MANIFEST, Manifest, parse
 from quantfit.data.store.reading import day_of, lower_bounds, parse_bound, read_wide, v1_ticker_table
@@ -96,7 +96,8 @@ class PriceStore:
     # ----------------------------------------------------------------------------- metadata
     @property
     def generation(self) -> int:
-        """The last committed generation: the number of ingests that changed rows."""
+        """The last committed generation: the number of ingests that changed rows (and of
+        migrations that renamed tickers)."""
         return self._manifest().generation
 
     @property
@@ -137,7 +138,9 @@ class PriceStore:
             if m.version == 1:
                 t = v1_ticker_table(self.path, m)
             pos = t.positions(names)
-            dates = (lambda a: pd.DatetimeIndex(a[pos].astype("datetime64[D]")).astype(DATE_DTYPE))
+            def dates(a):
+                return pd.DatetimeIndex(a[pos].astype("datetime64[D]")).astype(DATE_DTYPE)
+
             return pd.DataFrame({"first": dates(t.first), "last": dates(t.last), "rows": t.rows[pos],
                                  "generation": t.gen[pos]},
                                 index=pd.Index(names.tolist(), name="ticker", dtype=object))
@@ -297,7 +300,9 @@ class PriceStore:
         """Upsert a long frame (``date, ticker, close[, volume]``) by (date, ticker).
 
         The frame is validated completely first (``DataError`` on any problem, store
-        untouched). Then, under the write lock: a v1 store is migrated; rows whose ticker
+        untouched). Then, under the write lock: a v1 store is migrated (``migrate``; its
+        tickers renamed by the ticker rule); a new ticker whose old spelling the store holds
+        (``AAPL`` next to a stored ``aapl``) is refused: run ``migrate`` first; rows whose ticker
         already has rows on or around their date are compared with the stored ones (a pure
         append reads no stored rows); the added or replaced rows are written as new files
         (module doc: delta, merge or fold), the change is logged as a new generation, and the
@@ -311,10 +316,14 @@ class PriceStore:
         start, end = clean["date"].min(), clean["date"].max()
         n_in = len(clean)
         with self._writing(create=True) as m:
+            renamed: tuple[tuple[str, str], ...] = ()
             if m.version == 1:
-                m = self._migrate_locked(m, None)
+                mig = self._migrate_locked(m, None)
+                assert mig is not None  # a v1 store is always rewritten
+                m, renamed = mig.manifest, mig.renamed
             known = m.tickers.positions(np.array(input_tickers, dtype=object)) >= 0
             new_tickers = tuple(t for t, k in zip(input_tickers, known) if not k)
+            self._refuse_legacy_twins(m, new_tickers)
             parts = writing.split_input(clean, m.buckets)
             del clean
             report = Reporter(progress, 2 * n_in)  # refined once the writes are planned
@@ -326,7 +335,8 @@ class PriceStore:
             summary = {"rows_added": sum(c.n_added for c in changes),
                        "rows_replaced": sum(c.n_replaced for c in changes),
                        "rows_unchanged": sum(c.n_unchanged for c in changes),
-                       "tickers": input_tickers, "new_tickers": new_tickers, "start": start, "end": end}
+                       "tickers": input_tickers, "new_tickers": new_tickers, "start": start, "end": end,
+                       "renamed": renamed}
             new = {c.bucket: c.rows for c in changes if len(c.rows)}
             if not new:
                 report.done()
@@ -352,7 +362,9 @@ class PriceStore:
         already compacts when worthwhile. A v1 store is migrated instead (same effect)."""
         with self._writing() as m:
             if m.version == 1:
-                return self._migrate_locked(m, progress, summary="compact")
+                mig = self._migrate_locked(m, progress)
+                assert mig is not None  # a v1 store is always rewritten
+                return mig.summary("compact")
             buckets = sorted({f.bucket for f in m.files if full or f.kind == "delta"})
             actions = [writing.fold_action(m, b, None, full=full)[0] for b in buckets]
             if not actions:
@@ -367,24 +379,45 @@ class PriceStore:
             return MaintenanceSummary("compact", True, len(actions), len(m.files), len(files),
                                       sum(a.old_rows for a in actions))
 
-    def migrate(self, *, progress: Progress | None = None) -> MaintenanceSummary:
-        """Rewrite a v1 store in the current format (v2); nothing to do for a v2 store.
-        Crash-safe like any write; ``ingest`` and ``compact`` migrate on their own."""
+    def migrate(self, *, rename: Mapping[str, str] | None = None,
+                progress: Progress | None = None) -> MaintenanceSummary:
+        """Bring a store written by an older quantfit up to date (``migrating``): rewrite a v1
+        store in the current format, and rename every stored ticker the ticker rule changes
+        (``aapl`` -> ``AAPL``), moving its rows to its new bucket. A rename is a change: the
+        migration is then a new generation in which each renamed ticker changed from its
+        first date. Nothing to do for a v2 store whose names follow the rule.
+
+        ``rename``: ``{stored name: new name}`` chosen by the caller, for names the rule cannot
+        rename: a stored name that is not a valid ticker, or two stored names that would
+        become one (``aapl`` and ``AAPL``), which are refused (``DataError`` naming them, store
+        untouched) unless one of them is given another name here.
+
+        Crash-safe like any write, under the writer lock; ``ingest`` and ``compact`` migrate a
+        v1 store on their own (by the rule, without ``rename``).
+        """
         with self._writing() as m:
-            if m.version != 1:
+            mig = self._migrate_locked(m, progress, rename)
+            if mig is None:
                 return MaintenanceSummary("migrate", done=False, files_before=len(m.files),
                                           files_after=len(m.files))
-            return self._migrate_locked(m, progress, summary="migrate")
+            return mig.summary("migrate")
 
-    def _migrate_locked(self, m1: Manifest, progress: Progress | None, summary: str | None = None):
-        report = Reporter(progress, sum(f.rows for f in m1.files))
-        m2, superseded = writing.migrate_v1(self.path, m1, report.advance)
-        self._commit(m2, [f.name for f in superseded])
-        report.done()
-        if summary is None:
-            return m2
-        return MaintenanceSummary(summary, True, len({f.bucket for f in m1.files}), len(m1.files),
-                                  len(m2.files), sum(f.rows for f in m1.files))
+    def _migrate_locked(self, m: Manifest, progress: Progress | None,
+                        rename: Mapping[str, str] | None = None) -> migrating.Migration | None:
+        mig = migrating.migrate(self.path, m, rename, f"store {self.path}", progress)
+        if mig is not None:
+            self._commit(mig.manifest, mig.superseded)
+        return mig
+
+    def _refuse_legacy_twins(self, m: Manifest, new_tickers: tuple[str, ...]) -> None:
+        """An ingest must not add ``AAPL`` next to a stored ``aapl`` (written before the ticker
+        rule): that would make the two a collision ``migrate`` cannot resolve by the rule."""
+        if not new_tickers:
+            return
+        legacy = migrating.legacy_spellings(m.tickers.names)
+        twins = [t for t in new_tickers if t in legacy]
+        if twins:
+            raise unknown_tickers_error(twins, m.tickers.names.tolist(), f"store {self.path}")
 
     def verify(self, *, progress: Progress | None = None) -> VerifyReport:
         """Check every file the manifest lists: present, of its recorded size, and with its

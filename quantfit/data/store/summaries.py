@@ -6,6 +6,17 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+#: Renames named in a summary line (the rest are counted).
+_RENAMES_SHOWN = 20
+
+
+def renames_text(renamed: tuple[tuple[str, str], ...], what: str = "ticker") -> str:
+    """``renamed 2 tickers: aapl -> AAPL, msft -> MSFT`` (the first ``_RENAMES_SHOWN``)."""
+    n = len(renamed)
+    shown = ", ".join(f"{old} -> {new}" for old, new in renamed[:_RENAMES_SHOWN])
+    more = f", ... ({n - _RENAMES_SHOWN:,} more)" if n > _RENAMES_SHOWN else ""
+    return f"renamed {n:,} {what}{'s' if n != 1 else ''}: {shown}{more}"
+
 
 @dataclass(frozen=True)
 class IngestSummary:
@@ -16,7 +27,8 @@ class IngestSummary:
     input (sorted), ``new_tickers`` those the store did not have; ``start``/``end`` the input's
     date range; ``files_written`` data files written (0 when nothing changed);
     ``generation`` the store's generation after the ingest (unchanged when nothing changed);
-    ``rows_rewritten`` stored rows written again by automatic compaction.
+    ``rows_rewritten`` stored rows written again by automatic compaction; ``renamed``
+    (old, new) tickers renamed by the ticker rule when a v1 store was migrated first.
     """
 
     rows_added: int
@@ -29,6 +41,7 @@ class IngestSummary:
     files_written: int
     generation: int = 0
     rows_rewritten: int = 0
+    renamed: tuple[tuple[str, str], ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -40,13 +53,17 @@ class IngestSummary:
                 f"{self.start.date()} to {self.end.date()}: {self.rows_added:,} rows added, "
                 f"{self.rows_replaced:,} replaced, {self.rows_unchanged:,} unchanged"
                 + (f"; {len(self.new_tickers)} new ticker{'s' if len(self.new_tickers) != 1 else ''}"
-                   if self.new_tickers else ""))
+                   if self.new_tickers else "")
+                + (f"; store migrated first, {renames_text(self.renamed, 'stored ticker')}"
+                   if self.renamed else ""))
 
 
 @dataclass(frozen=True)
 class MaintenanceSummary:
     """What ``compact`` or ``migrate`` did: ``buckets`` rewritten, live data files before and
-    after, stored rows rewritten (0 and ``done=False`` when there was nothing to do)."""
+    after, stored rows rewritten (0 and ``done=False`` when there was nothing to do);
+    ``renamed``: (old, new) tickers renamed by the ticker rule, sorted; ``upgraded``: a v1
+    store was rewritten in the current format."""
 
     action: str
     done: bool
@@ -54,15 +71,21 @@ class MaintenanceSummary:
     files_before: int = 0
     files_after: int = 0
     rows_rewritten: int = 0
+    renamed: tuple[tuple[str, str], ...] = ()
+    upgraded: bool = False
 
     def __str__(self) -> str:
         if not self.done:
             return {"compact": "nothing to compact (no deltas)",
-                    "migrate": "already in the current format: nothing to migrate"}[self.action]
+                    "migrate": "already in the current format, tickers named by the ticker "
+                               "rule: nothing to migrate"}[self.action]
+        counts = (f"{self.buckets} bucket{'s' if self.buckets != 1 else ''}, "
+                  f"{self.rows_rewritten:,} rows rewritten, {self.files_before:,} -> "
+                  f"{self.files_after:,} data files")
+        if self.action == "migrate" and not self.upgraded:  # a v2 store: renames only
+            return f"{renames_text(self.renamed)} ({counts})"
         verb = {"compact": "compacted", "migrate": "migrated to format v2"}[self.action]
-        return (f"{verb}: {self.buckets} bucket{'s' if self.buckets != 1 else ''}, "
-                f"{self.rows_rewritten:,} rows rewritten, {self.files_before:,} -> "
-                f"{self.files_after:,} data files")
+        return f"{verb}: {counts}" + (f"; {renames_text(self.renamed)}" if self.renamed else "")
 
 
 @dataclass(frozen=True)

@@ -285,27 +285,3 @@ def run_actions(root: Path, actions: list[BucketAction], gen: int,
             if progress is not None:
                 progress(a.old_rows + (len(a.new) if a.new is not None else 0))
     return written, superseded
-
-
-# ----------------------------------------------------------------------------- migration
-def migrate_v1(root: Path, m1: Manifest, progress: Callable[[int], None] | None = None):
-    """Rewrite a v1 store's bucket files as v2 segments; returns (manifest v2, superseded)."""
-    def one(f: FileEntry):
-        rows = combine([read_rows(root, f)])
-        entries = [write_rows(root, seg, "segment", f.bucket, m1.generation)
-                   for seg in partition_years(rows, [])]
-        codes, first, last, count = rows.per_ticker()
-        return entries, (rows.names[codes], first, last, count), f.rows
-
-    files: list[FileEntry] = []
-    stats = []
-    with ThreadPoolExecutor(max_workers=2) as pool:  # one bucket in memory per worker
-        for entries, st, n in pool.map(one, m1.files):
-            files += entries
-            stats.append(st)
-            if progress is not None:
-                progress(n)
-    table = TickerTable.from_parts(stats, m1.generation)
-    m2 = Manifest(store_id=m1.store_id, buckets=m1.buckets, generation=m1.generation,
-                  commit=m1.commit + 1, horizon=m1.generation, files=tuple(files), tickers=table)
-    return m2, list(m1.files)
