@@ -429,17 +429,35 @@ class RollingFit:
             mask = self._stats["nobs"] > 0
         else:
             raise FitError(f"keep must be 'estimate' or 'valid', got {keep!r}")
-        t_idx, a_idx = np.nonzero(mask.T)  # date-major order
-        est = self._coef[:, a_idx, t_idx].T  # (n, P)
-        b_idx = a_idx if self._se_factor.shape[1] != 1 else np.zeros_like(a_idx)
-        sig = self._stats["resid_vol"] if self._se_sigma is None else self._se_sigma
-        se = (self._se_factor[:, b_idx, t_idx] * sig[a_idx, t_idx]).T
+        # Date-major order. Each (A, T) array is transposed once (a blocked copy) and masked
+        # in order: sequential reads, where gathering (a, t) pairs from (A, T) storage would
+        # jump a whole row of dates between neighbouring windows (several times slower).
+        mask_t = np.ascontiguousarray(mask.T)  # (T, A)
+        t_idx, a_idx = np.nonzero(mask_t)
+        P = len(self.terms)
+        scratch: dict[np.dtype, np.ndarray] = {}  # one (T, A) buffer per dtype: faulted in once
+
+        def take(arr: np.ndarray) -> np.ndarray:  # (A or 1, T) -> (n,) in date-major order
+            row = _shared_row(arr)
+            if row is not None:
+                return row[0][t_idx]
+            buf = scratch.get(arr.dtype)
+            if buf is None:
+                buf = scratch[arr.dtype] = np.empty(mask_t.shape, arr.dtype)
+            np.copyto(buf, arr.T)
+            return buf[mask_t]
+
+        sig = take(self._stats["resid_vol"] if self._se_sigma is None else self._se_sigma)
+        est = np.empty((len(t_idx), P))
+        se = np.empty((len(t_idx), P))
+        for i in range(P):
+            est[:, i] = take(self._coef[i])
+            np.multiply(take(self._se_factor[i]), sig, out=se[:, i])
         st = self._stats
         return WindowColumns(
             self.index, self.assets, self.terms, t_idx.astype(np.int64), a_idx.astype(np.int64),
-            np.ascontiguousarray(est), np.ascontiguousarray(se), st["r2"][a_idx, t_idx],
-            st["resid_vol"][a_idx, t_idx], st["nobs"][a_idx, t_idx].astype(np.int32),
-            st["converged"][a_idx, t_idx].astype(bool), st["n_iter"][a_idx, t_idx].astype(np.int32))
+            est, se, take(st["r2"]), take(st["resid_vol"]), take(st["nobs"]).astype(np.int32),
+            take(st["converged"]).astype(bool), take(st["n_iter"]).astype(np.int32))
 
     def tidy(self, keep: str = "estimate") -> dict[str, np.ndarray]:
         """The long form, one row per (date, asset, term), as numpy arrays named

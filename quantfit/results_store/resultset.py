@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from quantfit._atomic import (exclusive_lock, fsync_dir, read_manifest, remove_temp_files,
@@ -96,10 +97,9 @@ class ResultSet:
                            write_statistics=["date"])
             fh.flush()
             os.fsync(fh.fileno())
-        days = table.column("date")
+        span = pc.min_max(table.column("date"))
         return {"file": name, "rows": table.num_rows, "bytes": (self.path / name).stat().st_size,
-                "first": str(days[0].as_py()) if table.num_rows else None,
-                "last": str(max(days.to_pylist())) if table.num_rows else None}
+                "first": str(span["min"].as_py()), "last": str(span["max"].as_py())}
 
     def read_part(self, entry: dict, filters=None, columns=None) -> pa.Table:
         """Rows of one part file (``filters``: pyarrow filters on its columns).
