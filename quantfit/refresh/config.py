@@ -27,7 +27,7 @@ CONFIG_KEYS: dict[str, tuple[type, ...]] = {
     "store": (str,), "out": (str,), "benchmark": (str,), "factors": (str,),
     "universe": (str, list), "window": (int, str), "min_obs": (int,), "halflife": (int, float),
     "solver": (str,), "loss": (str,), "tol": (int, float), "max_iter": (int,), "device": (str,), "update": (str,), "report": (bool,),
-    "quiet": (bool,), "verbose": (bool,), "log_file": (str,), "group_size": (int,),
+    "quiet": (bool,), "verbose": (bool,), "log_file": (str,), "group_size": (int,), "jobs": (int,), "dask": (str,),
 }
 _PATH_KEYS = ("store", "out", "factors", "log_file")
 #: The largest config file read.
@@ -116,6 +116,11 @@ def add_arguments(parser) -> None:
     a("--update", metavar="SOURCE", help="ingest the latest prices first: yfinance")
     a("--group-size", dest="group_size", metavar="N", type=int,
       help=f"assets fitted and written together (default {GROUP_SIZE}; memory grows with it)")
+    a("--dask", metavar="ADDRESS", help="run the groups on a Dask cluster: tcp://host:8786, or "
+                                         "local:N for N local worker processes (pip install "
+                                         "'quantfit[dask]'; store and --out on a shared file system)")
+    a("--jobs", metavar="N", type=int,
+      help="groups processed at once (default: one per core, up to 8; memory grows with it)")
     a("--no-report", dest="report", action="store_const", const=False,
       help="do not write the HTML report")
     a("--log-file", dest="log_file", metavar="FILE", help="also log (with timestamps) to FILE, "

@@ -10,11 +10,14 @@ stay intact and readable; the next run removes what the killed one left.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 
@@ -80,23 +83,67 @@ def resolve_universe(p: RefreshParams, store, base: list[str] | None) -> list[st
 
 
 # ----------------------------------------------------------------------------- running tasks
-def run_local(ctx: JobContext, work: list[GroupWork], old: dict[int, dict],
-              bar: Progress) -> Iterable[GroupResult]:
-    """The tasks one after the other in this process (each is memory-bounded by its group)."""
-    for w in work:
-        res = run_group(ctx, w, old.get(w.group, {}))
-        bar.update(len(w.fit_from))
-        yield res
+def default_jobs() -> int:
+    """Group tasks run at once in one process: one per core, at most ``MAX_JOBS``."""
+    return max(1, min(os.cpu_count() or 1, MAX_JOBS))
+
+
+#: Upper bound of the default number of concurrent group tasks (memory grows with it).
+MAX_JOBS = 8
+
+
+def run_local(ctx: JobContext, work: list[GroupWork], old: dict[int, dict], bar: Progress,
+              jobs: int = 1) -> Iterator[GroupResult]:
+    """The tasks in this process, ``jobs`` at a time on threads, yielded as they complete.
+
+    With several jobs torch runs one thread per task (set for the run, restored after):
+    whole tasks in parallel keep both cores busy through the reading, conversion and writing
+    too, and a machine whose cores are shared stalls one task, not every operation of all.
+    """
+    if jobs <= 1 or len(work) <= 1:
+        for w in work:
+            res = run_group(ctx, w, old.get(w.group, {}))
+            bar.update(len(w.fit_from))
+            yield res
+        return
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            pending = {}
+            queue = iter(work)
+            for w in itertools.islice(queue, jobs):
+                pending[pool.submit(run_group, ctx, w, old.get(w.group, {}))] = w
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    w = pending.pop(fut)
+                    res = fut.result()
+                    bar.update(len(w.fit_from))
+                    yield res
+                    for nxt in itertools.islice(queue, 1):
+                        pending[pool.submit(run_group, ctx, nxt, old.get(nxt.group, {}))] = nxt
+    finally:
+        torch.set_num_threads(threads)
 
 
 # ----------------------------------------------------------------------------- the job
-def refresh(p: RefreshParams, *, downloader: Callable | None = None,
-            progress: bool = False) -> RefreshOutcome:
+def refresh(p: RefreshParams, *, downloader: Callable | None = None, progress: bool = False,
+            client=None) -> RefreshOutcome:
     """Run the nightly job once (see ``quantfit.refresh``). Raises ``QuantfitError`` on user errors.
 
     ``downloader`` replaces ``yfinance.download`` for ``update="yfinance"`` (tests);
-    ``progress`` shows a progress bar on stderr.
+    ``progress`` shows a progress bar on stderr. ``client``: a ``distributed.Client`` whose
+    cluster runs the group tasks (see ``quantfit.refresh.distributed``); without one,
+    ``p.dask`` (an address, or ``"local:N"``) connects to or starts a cluster for this run, and
+    without either the tasks run in this process (``p.jobs`` at a time).
     """
+    if client is None and p.dask is not None:
+        from quantfit.refresh.distributed import connect
+        check_params(p)
+        with connect(p.dask) as client:
+            return refresh(p, downloader=downloader, progress=progress, client=client)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     check_params(p)
@@ -135,8 +182,12 @@ def refresh(p: RefreshParams, *, downloader: Callable | None = None,
                 store_generation = changes.generation
             except ChangesUnavailable as exc:
                 log.info("%s", exc)
+        group_size = p.group_size or GROUP_SIZE
+        if client is not None and p.group_size is None:
+            from quantfit.refresh.distributed import worker_group_size
+            group_size = worker_group_size(client, len(reg.rows), GROUP_SIZE)
         plan = make_plan(manifest, reg.rows, reg.month_hashes, universe, store_id, changes,
-                         p.window is None, lambda a: store.ticker_groups(a, p.group_size or GROUP_SIZE))
+                         p.window is None, lambda a: store.ticker_groups(a, group_size))
         log.info("%s: %s (%s)", rs.path, plan.mode, plan.reason)
         outcome = RefreshOutcome(mode=plan.mode, reason=plan.reason, result_dir=rs.path, key=key,
                                  warnings=list(notes))
@@ -151,7 +202,11 @@ def refresh(p: RefreshParams, *, downloader: Callable | None = None,
             t2 = time.perf_counter()
             old = {} if plan.mode == "full" else {int(g): m for g, m in manifest["files"].items()}
             with Progress("fitting", total=plan.n_assets, unit="assets", quiet=not progress) as bar:
-                results = list(run_local(ctx, plan.work, old, bar))
+                if client is not None:
+                    from quantfit.refresh.distributed import run_dask
+                    results = list(run_dask(client, ctx, plan.work, old, bar))
+                else:
+                    results = list(run_local(ctx, plan.work, old, bar, p.jobs or default_jobs()))
             timings["fit_write"] = time.perf_counter() - t2
         if manifest is None or plan.work or _inputs_moved(manifest, universe, store_generation):
             new_manifest, superseded = _assemble(p, plan, manifest, results, reg, universe, params,

@@ -27,6 +27,8 @@ from quantfit.spec import FitSpec
 
 #: Threads writing a group's month files (parquet encoding and fsync release the GIL).
 WRITE_THREADS = 3
+#: Dates converted to rows at a time (whole months, at least this many rows).
+SLAB_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -120,10 +122,6 @@ def run_group(ctx: JobContext, work: GroupWork, old: dict[str, dict]) -> GroupRe
     # committed rows, so they are left out of what is written.
     starts = np.array([work.fit_from[a] - s for a in names], dtype=np.int64)
     res.warnings, res.max_nobs = _warnings(ctx, fit, starts, y.iloc[-1].notna().to_numpy())
-    t_first = int(starts.min())
-    w = fit.isel(dates=slice(t_first, None)).windows()  # the one conversion to rows
-    if (starts > t_first).any():
-        w = _rows(w, w.date_pos + t_first >= starts[w.asset_pos])
     pos = {a: i for i, a in enumerate(work.assets)}
     codes = np.array([pos[a] for a in names], dtype=np.int32)
     dictionary = pa.array(list(work.assets), pa.string())
@@ -148,7 +146,7 @@ def run_group(ctx: JobContext, work: GroupWork, old: dict[str, dict]) -> GroupRe
         done = rs.write_part(work.group, month, table, ctx.generation) if table.num_rows else None
         return month, done, 0 if new is None else new.num_rows, change
 
-    tables = month_tables(w, codes, dictionary)
+    tables = _month_tables(fit, starts, codes, dictionary)
     new_months: set[str] = set()
     with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
         for month, entry, n_new, change in bounded_map(pool, write, tables, 2 * WRITE_THREADS):
@@ -165,6 +163,24 @@ def run_group(ctx: JobContext, work: GroupWork, old: dict[str, dict]) -> GroupRe
     res.asset_rows = {a: int(delta[i]) for i, a in enumerate(work.assets) if delta[i]}
     res.timings = {"read": t1 - t0, "fit": t2 - t1, "write": time.perf_counter() - t2}
     return res
+
+
+def _month_tables(fit: RollingFit, starts: np.ndarray, codes: np.ndarray, dictionary: pa.Array):
+    """The fit's windows from each asset's start row on (``RollingFit.windows()``, the one
+    conversion to rows), cut into month tables, converted a slab of whole months at a time:
+    the temporaries stay small (cache-sized, recycled by the allocator) whatever the history."""
+    t_first = int(starts.min())
+    months = fit.index[t_first:].values.astype("datetime64[M]")
+    cuts = t_first + np.flatnonzero(np.r_[True, months[1:] != months[:-1]])
+    bounds = [int(c) for c in cuts] + [len(fit.index)]
+    a = bounds[0]
+    while a < len(fit.index):
+        b = next((e for e in bounds if e - a >= SLAB_ROWS), bounds[-1])  # whole months
+        w = fit.isel(dates=slice(a, b)).windows()
+        if (starts > a).any():
+            w = _rows(w, w.date_pos + a >= starts[w.asset_pos])
+        yield from month_tables(w, codes, dictionary)
+        a = b
 
 
 def _record(res: GroupResult, old: dict[str, dict], month: str, entry: dict | None, n_new: int) -> None:
