@@ -57,12 +57,15 @@ def update_yfinance(store, tickers: list[str], downloader: Callable | None = Non
     notes: list[str] = []
     frames: list[pd.DataFrame] = []
     if old:
-        stored = store.prices(old)
-        last = stored.apply(lambda c: c.last_valid_index())
-        # One fetch per last date (usually one): a ticker that stopped trading years ago does
+        # Each ticker's last stored date from the store's ticker table (no price is read), then
+        # one fetch per last date (usually one): a ticker that stopped trading years ago does
         # not drag the whole universe's download back to its last date.
-        fetched = _concat([_fetch(sources, sorted(group.index), str(day.date()), downloader, notes)
-                           for day, group in last.groupby(last)])
+        last = pd.to_datetime(store.ticker_info(old)["last"])
+        groups = [(day, sorted(group.index)) for day, group in last.groupby(last)]
+        fetched = _concat([_fetch(sources, names, str(day.date()), downloader, notes)
+                           for day, names in groups])
+        # The stored closes on the overlapping days only (what a re-adjustment changes).
+        stored = pd.concat([store.prices(names, start=day) for day, names in groups], axis=1)
         readjusted = _readjusted(stored, fetched)
         frames.append(fetched[~fetched["ticker"].isin(readjusted)])
         if readjusted:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import pandas as pd
 
 from quantfit.data.store import ChangesUnavailable
@@ -29,7 +30,7 @@ from quantfit.refresh.params import (RefreshParams, canonical_params, check_para
                                      params_key, parse_universe)
 from quantfit.refresh.plan import GROUP_SIZE, GroupWork, Plan, make_plan
 from quantfit.refresh.regressors import Regressors, benchmark_regressors, factor_regressors
-from quantfit.refresh.task import GroupResult, JobContext, run_group
+from quantfit.refresh.task import GroupResult, JobContext, read_returns, run_group
 from quantfit.results_store import FORMAT, VERSION, ResultSet, write_latest
 
 log = logging.getLogger("quantfit.refresh")
@@ -322,27 +323,38 @@ REPORT_YEARS = 10
 REPORT_ASSETS = 40
 
 
-def _report_assets(out: Path) -> list[str] | None:
-    """None (every asset) for small universes; else REPORT_ASSETS spread over the latest β."""
-    from quantfit.results_store import read_betas
-    latest = read_betas(out)
-    first = latest if isinstance(latest, pd.Series) else latest.iloc[:, 0]
-    if len(first) <= REPORT_ASSETS:
-        return None
-    order = first.sort_values(kind="stable").index
-    pick = sorted({order[int(round(q))] for q in
-                   [i * (len(order) - 1) / (REPORT_ASSETS - 1) for i in range(REPORT_ASSETS)]})
-    return pick
+def _report_assets(latest) -> list[str] | None:
+    """None (every asset) for small universes; else REPORT_ASSETS assets spread evenly over
+    the latest cross-section of the first factor (lowest to highest β)."""
+    beta = latest.coef(latest.factors[0]).iloc[-1].dropna().sort_values(kind="stable")
+    if len(latest.assets) <= REPORT_ASSETS or len(beta) <= REPORT_ASSETS:
+        return None if len(latest.assets) <= REPORT_ASSETS else list(beta.index)
+    pos = np.linspace(0, len(beta) - 1, REPORT_ASSETS).round().astype(int)
+    return sorted(set(beta.index[pos]))
 
 
 def _write_report(out: Path, ctx: JobContext, outcome: RefreshOutcome) -> Path | None:
-    """The HTML report of the latest result set, in ``out/report``; a failure is a warning."""
+    """The HTML report of the latest result set, in ``out/report``; a failure is a warning.
+
+    Its cost does not grow with the universe: the latest cross-section (one date, every
+    asset: the table and its histogram), ``REPORT_YEARS`` years of a bounded selection of
+    assets (rolling β, heatmap), and the last window of the highest β (scatter).
+    """
     try:
         from quantfit.report import write_html  # imported here: the report is optional to the job
         from quantfit.results_store import read_results
-        assets = _report_assets(outcome.result_dir)
-        fit = read_results(outcome.result_dir, assets=assets, last_years=REPORT_YEARS)
-        path = write_html(fit, out / "report", title=f"quantfit betas ({outcome.key})")
+        last = outcome.last_date
+        latest = read_results(outcome.result_dir, start=last, end=last)
+        fit = read_results(outcome.result_dir, assets=_report_assets(latest),
+                           last_years=REPORT_YEARS)
+        y = x = None
+        if len(latest.factors) == 1 and ctx.window is not None:
+            top = latest.coef(latest.factors[0]).iloc[-1].idxmax()
+            s = max(0, len(ctx.cal) - 1 - ctx.window)
+            y = read_returns(ctx, [str(top)], s)
+            x = pd.Series(ctx.x[s:, 0], index=y.index, name=ctx.factors[0])
+        path = write_html(fit, out / "report", y=y, x=x, cross_section=latest,
+                          title=f"quantfit betas ({outcome.key})")
         log.info("report: %s", path)
         return Path(path)
     except (ImportError, QuantfitError, OSError, ValueError) as exc:
