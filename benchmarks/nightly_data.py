@@ -14,8 +14,8 @@ every ticker: what a nightly update ingests.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd

@@ -22,7 +22,6 @@ from quantfit.data.store import PriceStore
 from quantfit.refresh import RefreshParams, refresh
 from quantfit.results_store import read_tidy
 
-
 UNIVERSE = ["AAPL", "BABA", "GE", "JPM", "MA", "XOM"]
 CUT = pd.Timestamp("2023-06-15")
 

@@ -8,7 +8,6 @@ import logging
 import warnings
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 
 from quantfit.errors import DataError

@@ -23,13 +23,13 @@ is ``estimate / std_error``.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from quantfit.results import TIDY_COLUMNS, WindowColumns, term_column
+from quantfit.results import WindowColumns, term_column
 
 #: Per-window statistics after the term columns: name -> arrow type.
 STATS: dict[str, pa.DataType] = {

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from dataclasses import replace
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterable
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -136,7 +136,7 @@ def read_table(out_dir: str | os.PathLike, start=None, end=None, assets=None) ->
 
     def read():
         manifest = committed(rs)
-        groups = range(len(manifest["groups"]))
+        groups: list[int] = list(range(len(manifest["groups"])))
         if wanted is not None:
             where = {a: g for g, grp in enumerate(manifest["groups"]) for a in grp["assets"]}
             unknown = [a for a in wanted if a not in where]

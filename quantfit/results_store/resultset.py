@@ -26,15 +26,20 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from quantfit._atomic import (exclusive_lock, fsync_dir, read_manifest, remove_temp_files,
-                              write_json_atomic)
+from quantfit._atomic import (
+    exclusive_lock,
+    fsync_dir,
+    read_manifest,
+    remove_temp_files,
+    write_json_atomic,
+)
 from quantfit.errors import DataError
 
 FORMAT = "quantfit-results"
