@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_nightly import build, quantfit, run
+from bench_nightly import QF_OK, build, quantfit, run
 
 
 def main() -> None:
@@ -55,7 +55,7 @@ def main() -> None:
             shutil.rmtree(out, ignore_errors=True)
             r = run(quantfit("refresh", "--store", str(store), "--out", str(out), "--window", "252",
                              "--no-report", "--quiet", *fit_args, *extra),
-                    f"{name}, {n_assets:,} x {n_days:,}, {label}")
+                    f"{name}, {n_assets:,} x {n_days:,}, {label}", ok=QF_OK)
             rows.append(r)
         shutil.rmtree(a.work / "dask-out", ignore_errors=True)
     meta = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(),

@@ -35,8 +35,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def run(cmd: list[str], label: str, env: dict | None = None) -> dict:
-    """Run ``cmd`` in a fresh process; wall seconds and its peak RSS (MiB)."""
+def run(cmd: list[str], label: str, env: dict | None = None, ok: tuple[int, ...] = (0,)) -> dict:
+    """Run ``cmd`` in a fresh process; wall seconds and its peak RSS (MiB). An exit code not in
+    ``ok`` stops the benchmark (quantfit commands pass ``QF_OK``: 1 is "done with warnings")."""
     with tempfile.TemporaryFile("w+") as out_f, tempfile.TemporaryFile("w+") as err_f:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, stdout=out_f, stderr=err_f, text=True)
@@ -46,7 +47,7 @@ def run(cmd: list[str], label: str, env: dict | None = None) -> dict:
         err_f.seek(0)
         out, err = out_f.read()[-4000:], err_f.read()[-4000:]
     code = os.waitstatus_to_exitcode(status)
-    if code not in (0, 1):
+    if code not in ok:
         raise SystemExit(f"{label} failed ({code}):\n{out}\n{err}")
     row = {"step": label, "wall_s": round(wall, 2), "peak_mib": round(usage.ru_maxrss / 1024)}
     print(f"  {label}: {wall:.2f} s, {row['peak_mib']} MiB", flush=True)
@@ -57,8 +58,12 @@ def quantfit(*args: str) -> list[str]:
     return [sys.executable, "-m", "quantfit.cli", *args]
 
 
+QF_OK = (0, 1)  # quantfit's exit codes for "done" and "done with warnings"
+
+
 def build(work: Path, n_assets: int, n_days: int) -> tuple[Path, Path]:
     """The long parquet file and the store built from it (cached by size)."""
+    work.mkdir(parents=True, exist_ok=True)
     src = work / f"prices-{n_assets}x{n_days}.parquet"
     store = work / f"store-{n_assets}x{n_days}"
     if not src.exists():  # in a child, so that this process stays small (its RSS at each fork
@@ -108,26 +113,26 @@ def main() -> None:
     out = a.work / "results"
     shutil.rmtree(out, ignore_errors=True)
     rows.append(run(quantfit("refresh", *common, "--out", str(out), "--universe", str(universe)),
-                    f"quantfit refresh, full rebuild ({a.assets - 1:,} assets)"))
+                    f"quantfit refresh, full rebuild ({a.assets - 1:,} assets)", ok=QF_OK))
     if a.assets > 2000:
         small = a.work / "universe-2000.txt"
         small.write_text("\n".join(names[:2000]) + "\n")
         out2 = a.work / "results-2000"
         shutil.rmtree(out2, ignore_errors=True)
         rows.append(run(quantfit("refresh", *common, "--out", str(out2), "--universe", str(small)),
-                        "quantfit refresh, full rebuild (2,000 assets)"))
+                        "quantfit refresh, full rebuild (2,000 assets)", ok=QF_OK))
 
     day = a.work / "next-day.csv"
     code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import nightly_data as nd; "
             f"nd.next_day({a.assets}, {a.days}).to_csv({str(day)!r}, index=False, date_format='%Y-%m-%d')")
     run([sys.executable, "-c", code], "generate the next day")
     rows.append(run(quantfit("ingest", "csv", str(day), "--store", str(store)),
-                    f"one new day, {a.assets + 1:,} tickers: quantfit ingest csv"))
+                    f"one new day, {a.assets + 1:,} tickers: quantfit ingest csv", ok=QF_OK))
     rows.append(run(quantfit("refresh", *common, "--out", str(out), "--universe", str(universe)),
-                    "one new day: incremental quantfit refresh"))
+                    "one new day: incremental quantfit refresh", ok=QF_OK))
     universe.write_text("\n".join(names) + "\n")
     rows.append(run(quantfit("refresh", *common, "--out", str(out), "--universe", str(universe)),
-                    f"one ticker added ({held_out}): quantfit refresh"))
+                    f"one ticker added ({held_out}): quantfit refresh", ok=QF_OK))
     code = "import sys, quantfit as qf; b = qf.read_betas(sys.argv[1]); print(len(b))"
     rows.append(run([sys.executable, "-c", code, str(out)], "read_betas(out), latest date"))
 
