@@ -152,6 +152,25 @@ def test_removed_asset_gets_no_new_rows_and_keeps_its_past(tmp_path, sample_long
     assert qf.read_results(out).assets.tolist() == universe  # the current universe by default
 
 
+def test_added_assets_join_a_small_last_group_and_equal_a_full_rebuild(tmp_path, sample_long):
+    long = _with_new_days(sample_long)
+    store = make_store(tmp_path / "s", long)
+    out = tmp_path / "r"
+    refresh(params(store, out, group_size=20))  # one group of six: no room (small = 20 // 10)
+    refresh(params(store, out, UNIVERSE + ["WMT"], group_size=20))
+    assert [g["assets"] for g in manifest(out)["groups"]][1:] == [["WMT"]]
+    extra = long[long["ticker"] == "WMT"].assign(ticker="WMT2")
+    PriceStore(store).ingest(extra)
+    outcome = refresh(params(store, out, UNIVERSE + ["WMT", "WMT2"], group_size=20))
+    m = manifest(out)
+    assert outcome.assets_fitted == 1 and [g["assets"] for g in m["groups"]][1:] == [["WMT", "WMT2"]]
+    fresh = tmp_path / "full"
+    refresh(params(store, fresh, UNIVERSE + ["WMT", "WMT2"], group_size=20))
+    assert_tidy_equal(read_tidy(out)[0], read_tidy(fresh)[0])
+    wmt2 = qf.read_betas(out)
+    assert wmt2["WMT2"] == wmt2["WMT"]  # the same prices under two names
+
+
 def test_an_incremental_night_reads_only_the_tail(tmp_path, sample_long, monkeypatch):
     long = _with_new_days(sample_long)
     store = make_store(tmp_path / "s", long[long["date"] <= CUT])

@@ -172,16 +172,19 @@ def test_revised_history_and_changed_universe_recompute_only_what_changed(tmp_pa
                 "--universe", "AAPL,JPM,XOM"], capsys)[0] == 0
     assert_same_results(out, tmp_path / "r2")
 
-    # An added asset: fitted alone into a group of its own, nothing else rewritten.
+    # An added asset: fitted alone, merged into the last group while that group is small
+    # (here the only one, of three assets; a group of 1,000 would get a new group).
     assert run(base + ["--universe", "AAPL,JPM,XOM,WMT"], capsys)[0] == 0
     m2 = manifest_of(Path(out))
     assert m2["key"] == m["key"] and m2["last_run"]["mode"] == "incremental"
     assert "1 asset(s) added" in m2["last_run"]["reason"] and m2["last_run"]["assets_fitted"] == 1
     assert m2["universe"] == ["AAPL", "JPM", "WMT", "XOM"]
-    assert [g["assets"] for g in m2["groups"]] == [["AAPL", "JPM", "XOM"], ["WMT"]]
-    assert {k: f for k, f in live_files(m2).items() if k[0] == "0"} == after
+    assert [g["assets"] for g in m2["groups"]] == [["AAPL", "JPM", "XOM", "WMT"]]
     assert live_files_match_disk(Path(out) / m2["key"])
     assert set(qf.read_betas(out).index) == {"AAPL", "JPM", "WMT", "XOM"}
+    assert run(["refresh", "--store", store, "--out", str(tmp_path / "r3"), "--no-report", "-q",
+                "--universe", "AAPL,JPM,XOM,WMT"], capsys)[0] == 0
+    assert_same_results(out, tmp_path / "r3")
 
 
 def test_changed_parameters_write_a_fresh_result_set_and_keep_the_old(tmp_path, capsys, sample_long):

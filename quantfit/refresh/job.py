@@ -188,7 +188,8 @@ def refresh(p: RefreshParams, *, downloader: Callable | None = None, progress: b
             from quantfit.refresh.distributed import worker_group_size
             group_size = worker_group_size(client, len(reg.rows), GROUP_SIZE)
         plan = make_plan(manifest, reg.rows, reg.month_hashes, universe, store_id, changes,
-                         p.window is None, lambda a: store.ticker_groups(a, group_size))
+                         p.window is None, lambda a: store.ticker_groups(a, group_size),
+                         max(1, group_size // 10))
         log.info("%s: %s (%s)", rs.path, plan.mode, plan.reason)
         outcome = RefreshOutcome(mode=plan.mode, reason=plan.reason, result_dir=rs.path, key=key,
                                  warnings=list(notes))

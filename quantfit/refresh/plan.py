@@ -86,7 +86,7 @@ def first_row_on_or_after(rows: pd.DatetimeIndex, day) -> int:
 
 def make_plan(manifest: dict | None, rows: pd.DatetimeIndex, x_months: Callable[[str], dict[str, str]],
               universe: list[str], store_id: str, changes: dict[str, pd.Timestamp] | None,
-              expanding: bool, new_groups) -> Plan:
+              expanding: bool, new_groups, small_group: int = GROUP_SIZE // 10) -> Plan:
     """Decide the work (see the module docstring).
 
     rows : the return dates of the regressors (the calendar the fit runs on).
@@ -95,6 +95,7 @@ def make_plan(manifest: dict | None, rows: pd.DatetimeIndex, x_months: Callable[
     changes : ``store.changes_since(manifest's store generation)``, or None when the store
         cannot tell (then everything is recomputed).
     new_groups : ``callable(assets) -> list[list[str]]`` grouping assets for new groups.
+    small_group : added assets join the last group while it has fewer assets than this.
     """
     if manifest is None:
         return full_plan(new_groups(universe), "new result set")
@@ -120,6 +121,7 @@ def make_plan(manifest: dict | None, rows: pd.DatetimeIndex, x_months: Callable[
         return full_plan(new_groups(universe), "expanding windows are recomputed in full")
     where = {a: g for g, grp in enumerate(manifest["groups"]) for a in grp["assets"]}
     added = [a for a in universe if a not in where]
+    n_added = len(added)
     removed = sorted(set(manifest["universe"]) - set(universe))
     revised = {a: first_row_on_or_after(rows, d) for a, d in changes.items()
                if a in where and a in set(universe) and pd.Timestamp(d) <= pd.Timestamp(last)}
@@ -133,12 +135,22 @@ def make_plan(manifest: dict | None, rows: pd.DatetimeIndex, x_months: Callable[
             if start < n_rows:
                 per_group.setdefault(where[a], {})[a] = start
     groups = [list(g["assets"]) for g in manifest["groups"]]
-    work = [GroupWork(g, tuple(groups[g]), fit_from, False) for g, fit_from in sorted(per_group.items())]
     if added:
-        for grp in new_groups(added):
-            work.append(GroupWork(len(groups), tuple(grp), {a: 0 for a in grp}, True))
-            groups.append(list(grp))
-        reasons.append(f"{len(added)} asset(s) added")
+        # Assets added one night at a time join the last group while it is small (a group made
+        # of earlier additions): its files are merged, and the number of groups, so the files
+        # a date's read opens, does not grow with every addition.
+        last_g = len(groups) - 1
+        room = small_group - len(groups[last_g]) if groups else 0
+        if room > 0:
+            join, added = added[:room], added[room:]
+            groups[last_g] = groups[last_g] + join
+            per_group.setdefault(last_g, {}).update({a: 0 for a in join})
+    work = [GroupWork(g, tuple(groups[g]), fit_from, False) for g, fit_from in sorted(per_group.items())]
+    for grp in new_groups(added) if added else []:
+        work.append(GroupWork(len(groups), tuple(grp), {a: 0 for a in grp}, True))
+        groups.append(list(grp))
+    if n_added:
+        reasons.append(f"{n_added} asset(s) added")
     if removed:
         reasons.append(f"{len(removed)} asset(s) no longer in the universe (their rows stay)")
     if n_new:

@@ -96,10 +96,12 @@ def merge_month(old: pa.Table | None, new: pa.Table, replace: dict[int, int]) ->
 
     ``replace`` maps an asset code to the first day number (days since 1970) from which its old
     rows are superseded (assets recomputed from that date). New rows always win on the same
-    (asset, date). Result sorted by (date, asset code).
+    (asset, date). Result sorted by (date, asset code), in ``new``'s dictionary: a group's asset
+    list only grows at its end (assets added to it), so old codes stay valid.
     """
     if old is None or old.num_rows == 0:
         return _sorted(new)
+    old = _with_dictionary(old, _dictionary(new) if new.num_rows else _dictionary(old))
     o_codes = old.column("asset").combine_chunks().indices.to_numpy(zero_copy_only=False)
     o_days = old.column("date").combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False)
     n_codes = new.column("asset").combine_chunks().indices.to_numpy(zero_copy_only=False)
@@ -116,6 +118,22 @@ def merge_month(old: pa.Table | None, new: pa.Table, replace: dict[int, int]) ->
                         n_codes.astype(np.int64) << 32 | n_days)
     kept = old.filter(pa.array(~drop)) if drop.any() else old
     return _sorted(pa.concat_tables([kept, new.cast(old.schema)]))
+
+
+def _dictionary(table: pa.Table) -> pa.Array:
+    col = table.column("asset")
+    return col.chunk(0).dictionary if col.num_chunks else pa.array([], pa.string())
+
+
+def _with_dictionary(table: pa.Table, dictionary: pa.Array) -> pa.Table:
+    """``table`` with its asset codes over ``dictionary``, which must extend its own."""
+    col = table.column("asset").combine_chunks()
+    if col.dictionary.equals(dictionary):
+        return table
+    if len(col.dictionary) > len(dictionary) or not dictionary.slice(0, len(col.dictionary)).equals(col.dictionary):
+        raise ValueError("a group's asset list may only grow at its end")
+    asset = pa.DictionaryArray.from_arrays(col.indices, dictionary)
+    return table.set_column(table.schema.get_field_index("asset"), "asset", asset)
 
 
 def _sorted(table: pa.Table) -> pa.Table:
