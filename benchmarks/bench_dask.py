@@ -19,15 +19,12 @@ Prints a markdown table and, with ``--json PATH``, writes the figures. Not a tes
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import sys
-import time
 from pathlib import Path
 
-from bench_nightly import QF_OK, build, quantfit, run
+from bench_nightly import QF_OK, build, quantfit, report, run
 
 
 def main() -> None:
@@ -58,13 +55,7 @@ def main() -> None:
                     f"{name}, {n_assets:,} x {n_days:,}, {label}", ok=QF_OK)
             rows.append(r)
         shutil.rmtree(a.work / "dask-out", ignore_errors=True)
-    meta = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(),
-            "python": platform.python_version(), "load_average_start": load}
-    print("\n| run | wall s | driver peak MiB |\n|---|---|---|")
-    for r in rows:
-        print(f"| {r['step']} | {r['wall_s']:.1f} | {r['peak_mib']:,} |")
-    if a.json:
-        a.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    report(rows, {"load_average_start": load, "note": "peak MiB: the driver process"}, a.json)
 
 
 if __name__ == "__main__":

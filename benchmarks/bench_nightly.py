@@ -136,15 +136,20 @@ def main() -> None:
     code = "import sys, quantfit as qf; b = qf.read_betas(sys.argv[1]); print(len(b))"
     rows.append(run([sys.executable, "-c", code, str(out)], "read_betas(out), latest date"))
 
+    report(rows, {"assets": a.assets, "days": a.days, "window": a.window}, a.json)
+
+
+def report(rows: list[dict], meta: dict, json_path: Path | None) -> None:
+    """Print the rows as a markdown table; with ``json_path``, write them and the machine too."""
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "python": platform.python_version(),
-            "load_average_start": open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else None,
-            "assets": a.assets, "days": a.days, "window": a.window}
+            "load_average": open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else None,
+            **meta}
     print("\n| step | wall s | peak MiB |\n|---|---|---|")
     for r in rows:
         print(f"| {r['step']} | {r['wall_s']:.2f} | {r['peak_mib']:,} |")
-    if a.json:
-        a.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    if json_path:
+        json_path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":
