@@ -78,7 +78,6 @@ def test_argument_and_range_errors(store):
 
 def test_log_is_bounded_and_merged_answers_are_conservative(store, monkeypatch):
     monkeypatch.setattr(changes, "KEEP_EXACT", 3)
-    monkeypatch.setattr(changes, "MERGE_AT", 5)
     model = Model()
     rng = np.random.default_rng(0)
     base = make_long(T, DAYS[:30])
@@ -97,7 +96,9 @@ def test_log_is_bounded_and_merged_answers_are_conservative(store, monkeypatch):
         store.ingest(frame)
         model.ingest(frame)
         m = manifest(store.path)
-        assert len(m["changes"]) <= changes.MERGE_AT
+        assert len(m["changes"]) <= changes.KEEP_EXACT + 1 + int(np.log2(model.generation))
+        spans = [c["hi"] - c["lo"] for c in m["changes"][:-changes.KEEP_EXACT]]
+        assert all(a > sum(spans[i + 1:]) for i, a in enumerate(spans))  # a binary counter
         assert all(c["rows"] <= 4 for c in m["changes"])
         for g in range(model.generation + 1):
             got, truth = store.changes_since(g), model.changes_since(g)
@@ -108,3 +109,20 @@ def test_log_is_bounded_and_merged_answers_are_conservative(store, monkeypatch):
     assert any(c["hi"] - c["lo"] > 1 for c in manifest(store.path)["changes"])  # merging happened
     g_recent = model.generation - changes.KEEP_EXACT
     assert store.changes_since(g_recent) == model.changes_since(g_recent)
+
+
+def test_old_checkpoints_are_not_sent_back_to_the_first_ingest(store, monkeypatch):
+    """Many small ingests (one ticker file at a time) between two nightly reads: the read's
+    merged file must not reach back to the initial full-history ingest."""
+    monkeypatch.setattr(changes, "KEEP_EXACT", 4)
+    store.ingest(make_long(T, DAYS[:30]))
+    n_days = 30
+    checkpoints = []
+    for night in range(6):
+        checkpoints.append(store.changes_since(0).generation)
+        for t in T:  # one generation per ticker
+            store.ingest(make_long([t], DAYS[n_days:n_days + 1], seed=night * 10 + T.index(t)))
+        n_days += 1
+    got = store.changes_since(checkpoints[-1])  # the last night's reader
+    assert set(got) == set(T)
+    assert all(d >= pd.Timestamp(DAYS[n_days - 3]) for d in got.values()), got  # not DAYS[0]

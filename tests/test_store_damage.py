@@ -270,7 +270,7 @@ CHILD = textwrap.dedent(f"""
     import pandas as pd
     import quantfit as qf
     from quantfit.data.store import changes
-    changes.KEEP_EXACT, changes.MERGE_AT = 1, 2   # every ingest here also merges the change log
+    changes.KEEP_EXACT = 1   # every ingest here also merges the change log
     frame = pd.read_parquet(arg) if arg != "-" else None
     kind = arm(mode)
     print("ready", flush=True)

@@ -36,7 +36,6 @@ def small_layout(monkeypatch):
     monkeypatch.setattr(writing, "FOLD_BUDGET_ROWS", 120)
     monkeypatch.setattr(writing, "FOLD_BUDGET_FACTOR", 2)
     monkeypatch.setattr(changes, "KEEP_EXACT", 3)
-    monkeypatch.setattr(changes, "MERGE_AT", 5)
 
 
 @pytest.fixture

@@ -295,7 +295,7 @@ CHILD = textwrap.dedent(f"""
     mode, store_dir = sys.argv[1:3]
     import quantfit as qf
     from quantfit.data.store import changes
-    changes.KEEP_EXACT, changes.MERGE_AT = 1, 2   # the rename's change log also merges the log
+    changes.KEEP_EXACT = 1   # the rename's change log also merges the log
     kind = arm(mode)
     print("ready", flush=True)
     qf.PriceStore(store_dir).migrate()

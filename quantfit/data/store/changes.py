@@ -9,12 +9,16 @@ each ticker's last changing generation. ``changes_since(g)``:
   ticker table, never approximated);
 * **from which date**: the minimum date over the change-log files that cover a generation
   after ``g``. While ``g`` is among the recent ``KEEP_EXACT`` generations the files are exact,
-  so the date is the earliest date changed by the ingests after ``g``. Older files are merged
-  (``MERGE_AT``): a merged file covering ``(lo, hi]`` holds each ticker's minimum date over the
-  whole range, so a reader with ``lo < g < hi`` gets a date that may be earlier than needed,
-  never later (conservative: it recomputes a little more, never misses a change).
+  so the date is the earliest date changed by the ingests after ``g``. Older files are merged:
+  a merged file covering ``(lo, hi]`` holds each ticker's minimum date over the whole range, so
+  a reader with ``lo < g < hi`` gets a date that may be earlier than needed, never later
+  (conservative: it recomputes a little more, never misses a change).
 
-The log is bounded: at most ``MERGE_AT`` files, the merged one holding one row per ticker.
+Merging works like a binary counter: a merged file always covers more generations than all
+the newer merged files together, so there are O(log generations) files, and the one file a
+reader's ``g`` falls in spans at most about the distance from ``g`` to the newest generation.
+A nightly reader whose ``g`` is thousands of generations old (one ingest per ticker file, say)
+therefore gets dates from about its own last night, never the first ingest's full history.
 Compaction and migration change no rows and are not generations, except a migration that
 renames tickers (``migrating``): it is one, in which each renamed ticker changed from its first
 date (its old name is gone from the ticker table). A store migrated from v1
@@ -37,10 +41,8 @@ from quantfit.data.store.layout import encode_table, new_name, read_table, write
 from quantfit.data.store.manifest import ChangesEntry, Manifest
 from quantfit.errors import DataError
 
-#: Keep this many change-log files exact (one per generation) ...
+#: Keep this many change-log files exact (one per generation); merge older ones (module doc).
 KEEP_EXACT = 32
-#: ... and when there are more than this many, merge the oldest into one.
-MERGE_AT = 40
 
 _SCHEMA = pa.schema([("ticker", pa.string()), ("date", pa.date32())])
 
@@ -91,20 +93,40 @@ def earliest(root: Path, entries: Sequence[ChangesEntry], names: np.ndarray) -> 
 
 
 def append(root: Path, m: Manifest, gen: int, names: np.ndarray, days: np.ndarray):
-    """Log generation ``gen`` and keep the log bounded.
+    """Log generation ``gen`` and keep the log bounded (see the module doc).
 
     Returns (new change entries, superseded entries). Merged files are written here too; like
     every data file they only count once the manifest naming them is committed.
     """
     entries = [*m.changes, write_log(root, gen - 1, gen, names, days)]
-    if len(entries) <= MERGE_AT:
+    if len(entries) <= KEEP_EXACT:
         return entries, []
     old, keep = entries[:len(entries) - KEEP_EXACT], entries[len(entries) - KEEP_EXACT:]
-    all_names = np.union1d(m.tickers.names.astype(str), np.asarray(names, dtype=str)).astype(object)
-    days_all = earliest(root, old, all_names)
-    hit = days_all != _NONE
-    merged = write_log(root, old[0].lo, old[-1].hi, all_names[hit], days_all[hit])
-    return [merged, *keep], old
+    # Group the older files, oldest first, so that each group spans more generations than
+    # all newer groups together (a binary counter); then write one file per group of several.
+    groups: list[list[ChangesEntry]] = []
+    for e in old:
+        groups.append([e])
+        while len(groups) >= 2 and _span(groups[-1]) >= _span(groups[-2]):
+            newer = groups.pop()
+            groups[-1] = groups[-1] + newer
+    merged, superseded = [], []
+    all_names = None
+    for grp in groups:
+        if len(grp) == 1:
+            merged.append(grp[0])
+            continue
+        if all_names is None:
+            all_names = np.union1d(m.tickers.names.astype(str), np.asarray(names, dtype=str)).astype(object)
+        days_all = earliest(root, grp, all_names)
+        hit = days_all != _NONE
+        merged.append(write_log(root, grp[0].lo, grp[-1].hi, all_names[hit], days_all[hit]))
+        superseded += grp
+    return [*merged, *keep], superseded
+
+
+def _span(group: list[ChangesEntry]) -> int:
+    return group[-1].hi - group[0].lo
 
 
 def since(root: Path, m: Manifest, generation: int) -> ChangeSet:
