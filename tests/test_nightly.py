@@ -88,7 +88,8 @@ def _with_new_days(sample_long):
     return sample_long[sample_long["ticker"].isin(UNIVERSE + ["SPY", "WMT"])]
 
 
-@pytest.mark.parametrize("change", ["new_days", "readjusted", "added", "removed"])
+@pytest.mark.parametrize("change", ["new_days", "readjusted", "readjusted_and_new_days", "added",
+                                    "removed", "back"])
 def test_incremental_equals_full_recompute(tmp_path, sample_long, change):
     """After each kind of change, the incremental result set equals a fresh full rebuild."""
     long = _with_new_days(sample_long)
@@ -100,14 +101,20 @@ def test_incremental_equals_full_recompute(tmp_path, sample_long, change):
     before = manifest(out)
     if change == "new_days":
         PriceStore(store).ingest(long)
-    elif change == "readjusted":  # a dividend: Yahoo rescales every earlier adjusted close
+    elif change.startswith("readjusted"):  # a dividend: Yahoo rescales every earlier close
         adj = old[old["ticker"] == "XOM"].copy()
         adj.loc[adj["date"] < "2023-06-01", "close"] *= 0.985
         PriceStore(store).ingest(adj)
+        if change.endswith("new_days"):
+            PriceStore(store).ingest(long[long["date"] > CUT])
     elif change == "added":
         universe = universe + ["WMT"]
-    else:
+    elif change == "removed":
         universe = [a for a in universe if a != "GE"]
+    else:  # GE leaves for some nights (prices arrive meanwhile), then comes back
+        refresh(params(store, out, [a for a in universe if a != "GE"]))
+        PriceStore(store).ingest(long)
+        before = manifest(out)
     outcome = refresh(params(store, out, universe))
     m = manifest(out)
     run = m["last_run"]
@@ -125,11 +132,19 @@ def test_incremental_equals_full_recompute(tmp_path, sample_long, change):
     elif change == "readjusted":
         assert outcome.mode == "incremental" and run["assets_fitted"] == 1
         assert "1 asset(s) with revised prices" in run["reason"]
+    elif change == "readjusted_and_new_days":
+        # XOM's group reads XOM's whole history, its other asset only the tail (two bands)
+        n_rows, n_new = m["data"]["dates"], m["data"]["dates"] - before["data"]["dates"]
+        group = next(g["assets"] for g in m["groups"] if "XOM" in g["assets"])
+        assert len(group) == 2 and outcome.dates_fitted == n_rows
+        assert run["rows_fitted_on"] == n_rows + (n_new + 251)  # the largest task: two bands
+    elif change == "back":
+        assert outcome.mode == "incremental" and "1 asset(s) back in the universe" in run["reason"]
     elif change == "added":
         assert outcome.mode == "incremental" and run["assets_fitted"] == 1
         assert m["groups"][-1]["assets"] == ["WMT"] and len(m["groups"]) == len(before["groups"]) + 1
         assert all(m["files"][g] == before["files"][g] for g in before["files"])  # nothing rewritten
-    else:
+    elif change == "removed":
         # A removed asset gets no new rows; its past rows stay readable by name.
         assert outcome.mode == "up to date" and m["universe"] == universe
         ge = qf.read_results(out, assets=["GE"])

@@ -28,7 +28,7 @@ from typing import Iterable, Iterator
 
 from quantfit.errors import DataError
 from quantfit.refresh.plan import GroupWork
-from quantfit.refresh.task import GroupResult, JobContext, run_group
+from quantfit.refresh.task import GroupResult, JobContext, check_inputs, run_group
 
 log = logging.getLogger("quantfit.refresh")
 
@@ -98,9 +98,11 @@ def worker_group_size(client, n_rows: int, default: int) -> int:
 
 
 def _task(ctx: JobContext, work: GroupWork, old: dict) -> GroupResult:
-    """``run_group`` on a worker, with torch on one thread (the worker has one core)."""
+    """``run_group`` on a worker, with torch on one thread (the worker has one core), after
+    checking that the worker sees the driver's store and result set."""
     import torch
     torch.set_num_threads(1)
+    check_inputs(ctx)
     return run_group(ctx, work, old)
 
 

@@ -194,7 +194,8 @@ def refresh(p: RefreshParams, *, downloader: Callable | None = None, progress: b
         outcome = RefreshOutcome(mode=plan.mode, reason=plan.reason, result_dir=rs.path, key=key,
                                  warnings=list(notes))
         generation = (manifest or {}).get("generation", 0) + 1
-        ctx = JobContext(store=str(p.store), result_dir=str(rs.path), generation=generation,
+        ctx = JobContext(store=str(Path(p.store).resolve()), store_id=store_id,
+                         result_dir=str(rs.path.resolve()), generation=generation,
                          cal=reg.cal.values.astype("datetime64[D]"), x=reg.x.to_numpy(float),
                          factors=tuple(map(str, reg.x.columns)),
                          rf=None if reg.rf is None else reg.rf.to_numpy(float),

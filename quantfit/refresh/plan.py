@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 
 #: Assets per group (the unit of work: read, fit and write together; one file per month).
@@ -64,15 +63,6 @@ class Plan:
     @property
     def n_assets(self) -> int:
         return sum(len(w.fit_from) for w in self.work)
-
-
-def chunk(assets: list[str], size: int = GROUP_SIZE) -> list[list[str]]:
-    """``assets`` cut into consecutive groups of at most ``size`` (sizes balanced)."""
-    if not assets:
-        return []
-    n = -(-len(assets) // size)
-    bounds = np.linspace(0, len(assets), n + 1).round().astype(int)
-    return [assets[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def full_plan(universe_groups: list[list[str]], reason: str) -> Plan:
@@ -120,18 +110,25 @@ def make_plan(manifest: dict | None, rows: pd.DatetimeIndex, x_months: Callable[
     if expanding and (diff or changes or n_new or set(universe) - set(manifest["universe"])):
         return full_plan(new_groups(universe), "expanding windows are recomputed in full")
     where = {a: g for g, grp in enumerate(manifest["groups"]) for a in grp["assets"]}
+    in_universe, before = set(universe), set(manifest["universe"])
     added = [a for a in universe if a not in where]
     n_added = len(added)
-    removed = sorted(set(manifest["universe"]) - set(universe))
+    removed = sorted(before - in_universe)
+    # Back in the universe after a pause: its rows stopped when it left (and revisions of its
+    # prices meanwhile were not followed), so its whole history is refitted and replaced.
+    back = {a for a in universe if a in where and a not in before}
+    last_ts = pd.Timestamp(last)
     revised = {a: first_row_on_or_after(rows, d) for a, d in changes.items()
-               if a in where and a in set(universe) and pd.Timestamp(d) <= pd.Timestamp(last)}
+               if a in where and a in in_universe and pd.Timestamp(d) <= last_ts}
     if revised:
         reasons.append(f"{len(revised)} asset(s) with revised prices")
+    if back:
+        reasons.append(f"{len(back)} asset(s) back in the universe")
     new_row = n_rows - n_new
     per_group: dict[int, dict[str, int]] = {}
     for a in universe:
         if a in where:
-            start = min(new_row, x_from, revised.get(a, n_rows))
+            start = 0 if a in back else min(new_row, x_from, revised.get(a, n_rows))
             if start < n_rows:
                 per_group.setdefault(where[a], {})[a] = start
     groups = [list(g["assets"]) for g in manifest["groups"]]

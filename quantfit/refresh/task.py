@@ -12,7 +12,9 @@ the driver alone validates and commits the manifest. Its memory is bounded by th
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -22,6 +24,7 @@ import pyarrow as pa
 from quantfit.refresh.plan import GroupWork
 from quantfit.results import RollingFit, WindowColumns
 from quantfit.results_store import ResultSet, merge_month, month_tables
+from quantfit.results_store.resultset import LOCK_FILE
 from quantfit.spec import FitSpec
 
 #: Threads writing a group's month files (parquet encoding and fsync release the GIL).
@@ -34,6 +37,9 @@ SLAB_ROWS = 256
 class JobContext:
     """What every task of one refresh shares (picklable, small).
 
+    store, result_dir : absolute paths (a Dask worker in another directory sees the same);
+    store_id : the driver's store, checked by every task (``check_inputs``).
+
     cal : (n + 1,) datetime64[D] price dates; rows are ``cal[1:]``.
     x : (n, k) float64 factor returns on the rows; factors : their names.
     rf : (n,) float64 risk-free rate subtracted from the asset returns, or None.
@@ -42,6 +48,7 @@ class JobContext:
     """
 
     store: str
+    store_id: str
     result_dir: str
     generation: int
     cal: np.ndarray
@@ -101,6 +108,35 @@ def _rows(w: WindowColumns, keep: np.ndarray) -> WindowColumns:
         "converged", "n_iter")})
 
 
+def check_inputs(ctx: JobContext) -> None:
+    """Refuse to work on another store or result set than the driver's (a worker that mounts
+    another file system, or a stale copy at the same path): ``DataError`` naming the paths."""
+    from quantfit.data import PriceStore
+    from quantfit.errors import DataError
+    if not (Path(ctx.result_dir) / LOCK_FILE).is_file():
+        raise DataError(f"this worker does not see the result set {ctx.result_dir} (no lock file): "
+                        f"the output must be on a file system every worker shares")
+    if PriceStore(ctx.store).store_id != ctx.store_id:
+        raise DataError(f"this worker sees another price store at {ctx.store} than the driver "
+                        f"(store id differs): the store must be on a file system every worker shares")
+
+
+def bands(ctx: JobContext, work: GroupWork) -> list[tuple[dict[str, int], int]]:
+    """The group's assets in bands fitted separately: ``[(fit_from of the band, first row
+    read)]``. On a night with revisions, the assets refitted from deep in the past (a revised
+    history) form their own band, so the others read and fit only their tail."""
+    if work.fresh or ctx.window is None:
+        return [(work.fit_from, 0)]
+    tail = max(work.fit_from.values())
+    shallow = {a: f for a, f in work.fit_from.items() if f > tail - ctx.window}
+    deep = {a: f for a, f in work.fit_from.items() if a not in shallow}
+    out = []
+    for part in (deep, shallow):
+        if part:  # rows the windows need: the window ending at row r starts at r - W + 1
+            out.append((part, max(0, min(part.values()) - ctx.window + 1)))
+    return out
+
+
 def run_group(ctx: JobContext, work: GroupWork, old: dict[str, dict]) -> GroupResult:
     """Refit ``work.fit_from``'s assets and write their group's new month files (see module).
 
@@ -108,27 +144,31 @@ def run_group(ctx: JobContext, work: GroupWork, old: dict[str, dict]) -> GroupRe
     """
     t0 = time.perf_counter()
     res = GroupResult(group=work.group)
-    first = work.first_row
-    # Rows the windows need: the window ending at row r starts at r - W + 1.
-    s = 0 if work.fresh or ctx.window is None else max(0, first - ctx.window + 1)
-    y = read_returns(ctx, list(work.fit_from), s)
-    t1 = time.perf_counter()
-    fit = _fit(ctx, y, s)
-    t2 = time.perf_counter()
-    names = [str(a) for a in fit.assets]
-    res.terms, res.meta, res.rows_fitted_on = list(fit.terms), fit.meta.to_dict(), len(y)
-    # Each asset's first refitted row (in the fit's rows): windows before it keep their
-    # committed rows, so they are left out of what is written.
-    starts = np.array([work.fit_from[a] - s for a in names], dtype=np.int64)
-    res.warnings, res.max_nobs = _warnings(ctx, fit, starts, y.iloc[-1].notna().to_numpy())
     pos = {a: i for i, a in enumerate(work.assets)}
-    codes = np.array([pos[a] for a in names], dtype=np.int32)
     dictionary = pa.array(list(work.assets), pa.string())
     rs = ResultSet(ctx.result_dir)
-    days = fit.index.values.astype("datetime64[D]").astype(np.int64)
     # Old rows of a refitted asset from its first refitted date on are superseded, also where
     # the new fit has no estimate any more.
-    replace_from = {} if work.fresh else {int(c): int(days[st]) for c, st in zip(codes, starts)}
+    replace_from: dict[int, int] = {}
+    sources = []
+    for fit_from, s in bands(ctx, work):
+        y = read_returns(ctx, list(fit_from), s)
+        fit = _fit(ctx, y, s)
+        names = [str(a) for a in fit.assets]
+        res.terms, res.meta = list(fit.terms), fit.meta.to_dict()
+        res.rows_fitted_on += len(y)
+        # Each asset's first refitted row (in the fit's rows): windows before it keep their
+        # committed rows, so they are left out of what is written.
+        starts = np.array([fit_from[a] - s for a in names], dtype=np.int64)
+        warn, most = _task_warnings(ctx, fit, starts, y.iloc[-1].notna().to_numpy())
+        res.warnings += warn
+        res.max_nobs.update(most)
+        codes = np.array([pos[a] for a in names], dtype=np.int32)
+        days = fit.index.values.astype("datetime64[D]").astype(np.int64)
+        if not work.fresh:
+            replace_from.update({int(c): int(days[st]) for c, st in zip(codes, starts)})
+        sources.append(_month_tables(fit, starts, codes, dictionary))
+    t2 = time.perf_counter()
     delta = np.zeros(len(work.assets), dtype=np.int64)  # estimate count change per asset
     n = len(work.assets)
 
@@ -145,7 +185,7 @@ def run_group(ctx: JobContext, work: GroupWork, old: dict[str, dict]) -> GroupRe
         done = rs.write_part(work.group, month, table, ctx.generation) if table.num_rows else None
         return month, done, 0 if new is None else new.num_rows, change
 
-    tables = _month_tables(fit, starts, codes, dictionary)
+    tables = _by_month(sources)
     new_months: set[str] = set()
     with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
         for month, entry, n_new, change in bounded_map(pool, write, tables, 2 * WRITE_THREADS):
@@ -160,8 +200,22 @@ def run_group(ctx: JobContext, work: GroupWork, old: dict[str, dict]) -> GroupRe
                 delta += change
                 _record(res, old, month, entry, n_new)
     res.asset_rows = {a: int(delta[i]) for i, a in enumerate(work.assets) if delta[i]}
-    res.timings = {"read": t1 - t0, "fit": t2 - t1, "write": time.perf_counter() - t2}
+    res.timings = {"read_fit": t2 - t0, "write": time.perf_counter() - t2}
     return res
+
+
+def _by_month(sources: list) -> Iterator[tuple[str, pa.Table]]:
+    """Month tables of several bands (each in month order), one table per month."""
+    if len(sources) == 1:
+        yield from sources[0]
+        return
+    merged: dict[str, list[pa.Table]] = {}
+    for src in sources:  # bands are small apart from the tail's few months: collect them
+        for month, table in src:
+            merged.setdefault(month, []).append(table)
+    for month in sorted(merged):
+        parts = merged[month]
+        yield month, parts[0] if len(parts) == 1 else pa.concat_tables(parts)
 
 
 def _month_tables(fit: RollingFit, starts: np.ndarray, codes: np.ndarray, dictionary: pa.Array):
@@ -208,7 +262,7 @@ def _codes(table: pa.Table) -> np.ndarray:
     return table.column("asset").combine_chunks().indices.to_numpy(zero_copy_only=False)
 
 
-def _warnings(ctx: JobContext, fit: RollingFit, starts: np.ndarray,
+def _task_warnings(ctx: JobContext, fit: RollingFit, starts: np.ndarray,
               has_last: np.ndarray) -> tuple[list[str], dict[str, int]]:
     """Per asset, what a human should look at: no estimate on the last date although the
     asset has a return there; refitted windows an iterative solver did not converge on. And

@@ -8,7 +8,6 @@ replaces a file under them they re-read the manifest and try again.
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -207,9 +206,3 @@ def read_results(out_dir: str | os.PathLike, start=None, end=None, *, assets=Non
     origin = {"key": manifest["key"], "params": manifest["params"]}
     meta = FitMeta.from_dict(dict(manifest["meta"], origin=origin))
     return RollingFit.from_windows(w, meta=meta)
-
-
-def coverage(out_dir: str | os.PathLike) -> tuple[_dt.date, _dt.date]:
-    """First and last date with results (from the manifest alone)."""
-    m = committed(open_results(out_dir))
-    return _dt.date.fromisoformat(m["results"]["first"]), _dt.date.fromisoformat(m["results"]["last"])
