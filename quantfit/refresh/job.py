@@ -217,8 +217,6 @@ def refresh(p: RefreshParams, *, downloader: Callable | None = None, progress: b
                                                  store_generation, timings, outcome)
             rs.commit(new_manifest, superseded)
             manifest = new_manifest
-        else:
-            outcome.warnings += _warnings(store, universe, reg, manifest, [], {}, ctx.min_obs)
         outcome.rows_total = manifest["results"]["rows"]
         outcome.last_date = manifest["results"]["last"]
     latest_moved = write_latest(out, key)
@@ -289,8 +287,9 @@ def _assemble(p, plan: Plan, manifest, results: list[GroupResult], reg: Regresso
                     "rows": sum(e["rows"] for e in entries), "files": len(entries)},
         "asset_rows": {a: n for a, n in sorted(asset_rows.items()) if n},
     }
+    previous = None if full else manifest["data"]["last"]
     outcome.warnings += _warnings(store, universe, reg, new_manifest, task_warnings, max_nobs,
-                                  int(params["min_obs"]))
+                                  int(params["min_obs"]), previous)
     new_manifest["last_run"] = {
         "mode": plan.mode, "reason": plan.reason, "assets_fitted": plan.n_assets,
         "dates_fitted": outcome.dates_fitted, "first_fitted": None if not plan.work else str(rows[first_fit].date()),
@@ -300,14 +299,22 @@ def _assemble(p, plan: Plan, manifest, results: list[GroupResult], reg: Regresso
     return new_manifest, superseded
 
 
+#: A full run reports a ticker as stale when its last price is at most this many calendar
+#: rows old (about a month; older: delisted long ago, not news every night).
+STALE_ROWS = 21
+
+
 def _warnings(store, universe: list[str], reg: Regressors, manifest: dict, task_warnings: list[str],
-              max_nobs: dict[str, int], min_obs: int) -> list[str]:
+              max_nobs: dict[str, int], min_obs: int, previous: str | None) -> list[str]:
     """Per asset, what a human should look at (exit code 1), one line each: no price on the
-    calendar's last date; no estimate at all; the tasks' own (no estimate on the last date,
-    windows that did not converge)."""
+    calendar's last date (once: on the first run that covers a date it has no price for, so
+    a delisted name does not warn every night); no estimate at all; the tasks' own (no
+    estimate on the last date, windows that did not converge). ``previous``: the last date the
+    result set covered before this run (None for a full run)."""
     last = reg.cal[-1]
     lasts = pd.to_datetime(store.ticker_info(universe)["last"]).reindex(universe)
-    stale = {a for a, d in lasts.items() if d < last}
+    since = pd.Timestamp(previous) if previous else reg.cal[max(0, len(reg.cal) - STALE_ROWS)]
+    stale = {a for a, d in lasts.items() if since <= d < last}
     out = [f"{a}: stale price: none on {last.date()} (last {lasts[a].date()})" for a in sorted(stale)]
     rows = manifest.get("asset_rows", {})
     never = [a for a in universe if not rows.get(a)]

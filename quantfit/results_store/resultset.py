@@ -24,6 +24,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -99,7 +100,7 @@ class ResultSet:
         (self.path / name).parent.mkdir(exist_ok=True)
         with open(self.path / name, "wb") as fh:
             pq.write_table(table, fh, compression=COMPRESSION, use_dictionary=["asset"],
-                           write_statistics=["date"])
+                           write_statistics=["date"], write_page_checksum=True)
             fh.flush()
             os.fsync(fh.fileno())
         span = pc.min_max(table.column("date"))
@@ -114,7 +115,8 @@ class ResultSet:
         """
         path = self.path / entry["file"]
         try:
-            table = pq.read_table(path, filters=filters, columns=columns, use_threads=False)
+            table = pq.read_table(path, filters=filters, columns=columns, use_threads=False,
+                                  page_checksum_verification=True)
         except FileNotFoundError:
             raise FileNotFoundError(errno.ENOENT, "no such result file", str(path)) from None
         except (pa.ArrowException, OSError) as exc:
@@ -170,30 +172,56 @@ def _raise_if_older(path: Path) -> None:
                         f"{version}); run 'quantfit refresh' to rebuild it in a new result set")
 
 
+#: What a live part file is called (a manifest naming anything else is damaged: never read
+#: or delete a path it names outside the result set).
+PART_NAME = re.compile(r"^month=(\d{4}-\d{2})/part-\d{4,}-\d+-[0-9a-f]{12}\.parquet$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
 def check_manifest(m: dict, path: Path) -> None:
-    """Raise ``DataError`` naming ``path`` unless ``m`` has every entry a reader relies on."""
+    """Raise ``DataError`` naming ``path`` unless ``m`` has every entry, of the right type,
+    that a reader or the next run relies on (so a damaged manifest is reported, never half
+    trusted)."""
     def bad(what: str) -> DataError:
         return DataError(f"damaged results manifest {path}: {what}")
 
+    def check(ok: bool, what: str) -> None:
+        if not ok:
+            raise bad(what)
+
+    def date_or_none(v) -> bool:
+        return v is None or (isinstance(v, str) and bool(_DATE.match(v)))
+
     for k, typ in _MANIFEST_TYPES.items():
-        if not isinstance(m.get(k), typ):
-            raise bad(f"missing or malformed {k!r}")
-    if not all(isinstance(t, str) for t in m["terms"]) or not m["terms"]:
-        raise bad("'terms' must be a non-empty list of names")
+        check(isinstance(m.get(k), typ), f"missing or malformed {k!r}")
+    check(bool(m["terms"]) and all(isinstance(t, str) for t in m["terms"]),
+          "'terms' must be a non-empty list of names")
+    check(all(isinstance(a, str) for a in m["universe"]), "'universe' must be a list of names")
     for g in m["groups"]:
-        if not (isinstance(g, dict) and isinstance(g.get("assets"), list)):
-            raise bad("a group without an asset list")
+        check(isinstance(g, dict) and isinstance(g.get("assets"), list)
+              and all(isinstance(a, str) for a in g["assets"]), "a group without an asset list")
     for g, months in m["files"].items():
-        if not (g.isdigit() and int(g) < len(m["groups"]) and isinstance(months, dict)):
-            raise bad(f"files of unknown group {g!r}")
+        check(g.isdigit() and int(g) < len(m["groups"]) and isinstance(months, dict),
+              f"files of unknown group {g!r}")
         for month, e in months.items():
-            if not (isinstance(e, dict) and isinstance(e.get("file"), str)
-                    and isinstance(e.get("rows"), int) and isinstance(e.get("first"), str)
-                    and isinstance(e.get("last"), str)):
-                raise bad(f"malformed entry for group {g}, month {month}")
-    res = m["results"]
-    if not all(k in res for k in ("first", "last", "rows")):
-        raise bad("'results' lacks first/last/rows")
+            name = e.get("file") if isinstance(e, dict) else None
+            match = PART_NAME.match(name) if isinstance(name, str) else None
+            check(match is not None and match.group(1) == month and isinstance(e.get("rows"), int)
+                  and _DATE.match(str(e.get("first"))) is not None
+                  and _DATE.match(str(e.get("last"))) is not None,
+                  f"malformed entry for group {g}, month {month}")
+    inputs, data, res = m["inputs"], m["data"], m["results"]
+    check(isinstance(inputs.get("store_id"), str) and isinstance(inputs.get("store_generation"), int),
+          "'inputs' lacks the store's id and generation")
+    check(date_or_none(data.get("last")) and date_or_none(data.get("first"))
+          and isinstance(data.get("dates"), int) and isinstance(data.get("x_months"), dict),
+          "'data' lacks first/last/dates/x_months")
+    check(all(k in res for k in ("first", "last", "rows")) and date_or_none(res["first"])
+          and date_or_none(res["last"]) and isinstance(res["rows"], int),
+          "'results' lacks first/last/rows")
+    check(isinstance(m.get("asset_rows", {}), dict)
+          and all(isinstance(n, int) for n in m.get("asset_rows", {}).values()),
+          "'asset_rows' must map assets to counts")
 
 
 def write_latest(out_dir: str | os.PathLike, key: str) -> bool:
