@@ -39,6 +39,14 @@ def test_window_sums_at_chosen_ends_are_the_brute_force_sums(decay):
     rows = torch.rand(2, T, generator=g) > 0.2
     ref = torch.stack([rows[:, a:e + 1].sum(-1) for a, e in zip(lo.tolist(), hi.tolist())], -1)
     assert torch.equal(count_rows(rows, b), ref.to(torch.int32))
+    for kind, bounds in (("fixed", WindowBounds.fixed(T, 90, hi)),
+                         ("expanding", WindowBounds.expanding(T, hi))):
+        from quantfit.engine.windows import padded_length
+        pad = torch.nn.functional.pad(z, (0, padded_length(bounds) - T))
+        got = window_sums_(pad, bounds, decay)[..., : bounds.n]
+        first = bounds.first_rows()
+        assert torch.equal(first, (hi - 89).clamp_min(0) if kind == "fixed" else 0 * hi)
+        torch.testing.assert_close(got, _brute(z, first, hi, decay), rtol=1e-12, atol=1e-12)
     for bad_hi in (torch.tensor([3, 3]), torch.tensor([5, T])):
         with pytest.raises(ValueError):
             WindowBounds.variable(torch.tensor([0, 1]), bad_hi, T)

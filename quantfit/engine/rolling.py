@@ -85,20 +85,11 @@ class RollingSpec:
     ends: Tensor | None = None
 
     def bounds(self, T: int) -> WindowBounds:
-        if self.ends is not None:  # some windows only: each is its first and last row
-            hi = torch.as_tensor(self.ends, dtype=torch.int64).cpu()
-            if self.starts is not None:
-                lo = torch.as_tensor(self.starts, dtype=torch.int64).cpu()
-            elif self.window is None:
-                lo = torch.zeros_like(hi)
-            else:
-                lo = (hi - self.window + 1).clamp_min(0)
-            return WindowBounds.variable(lo, hi, T)
         if self.starts is not None:
-            return WindowBounds.variable(self.starts)
+            return WindowBounds.variable(self.starts, self.ends, None if self.ends is None else T)
         if self.window is None:
-            return WindowBounds.expanding(T)
-        return WindowBounds.fixed(T, self.window)
+            return WindowBounds.expanding(T, self.ends)
+        return WindowBounds.fixed(T, self.window, self.ends)
 
 
 @dataclass

@@ -51,11 +51,11 @@ def decay_from_halflife(halflife: float | None) -> float:
 class WindowBounds:
     """Which rows each window holds: window ``j`` is rows ``lo[j] .. hi[j]`` of ``T`` rows.
 
-    length : W for fixed windows (``lo[t] = max(0, t − W + 1)``), None otherwise.
+    length : W for fixed windows (``lo = max(0, hi − W + 1)``), None otherwise.
     lo : (n,) int64, the first row of every window, for windows of varying length; None for
         fixed and expanding windows.
     hi : (n,) int64, the last row of every window (increasing), or None: a window ends at every
-        row (n = T, ``hi[t] = t``). Only windows of varying length carry ``hi``.
+        row (n = T, ``hi[t] = t``).
     """
 
     T: int
@@ -64,12 +64,14 @@ class WindowBounds:
     hi: Tensor | None = None
 
     @classmethod
-    def fixed(cls, T: int, length: int) -> WindowBounds:
-        return cls(T, int(length), None)
+    def fixed(cls, T: int, length: int, hi: Tensor | None = None) -> WindowBounds:
+        """Windows of ``length`` rows ending at every row, or at the rows ``hi``."""
+        return cls(T, int(length), None, _ends(hi, T))
 
     @classmethod
-    def expanding(cls, T: int) -> WindowBounds:
-        return cls(T, None, None)
+    def expanding(cls, T: int, hi: Tensor | None = None) -> WindowBounds:
+        """Every row up to each row, or up to each of the rows ``hi``."""
+        return cls(T, None, None, _ends(hi, T))
 
     @classmethod
     def variable(cls, lo: Tensor, hi: Tensor | None = None, T: int | None = None) -> WindowBounds:
@@ -84,13 +86,9 @@ class WindowBounds:
         else:
             if T is None:
                 raise ValueError("WindowBounds.variable with hi= needs T (the number of rows)")
-            last = torch.as_tensor(hi, dtype=torch.int64).cpu()
+            last = _ends(hi, T)
             if last.shape != lo.shape:
                 raise ValueError("window starts and ends must have the same length")
-            if last.numel() and not (
-                bool((last[1:] > last[:-1]).all()) and int(last[0]) >= 0 and int(last[-1]) < T
-            ):
-                raise ValueError("window ends must be increasing rows in [0, T)")
         if lo.numel() and not (
             bool((lo >= 0).all())
             and bool((lo <= last + 1).all())
@@ -113,8 +111,8 @@ class WindowBounds:
         if self.lo is not None:
             return self.lo
         if self.length is None:
-            return torch.zeros(self.T, dtype=torch.int64)
-        return (torch.arange(self.T) - self.length + 1).clamp_min(0)
+            return torch.zeros(self.n, dtype=torch.int64)
+        return (self.last_rows() - self.length + 1).clamp_min(0)
 
     def last_rows(self) -> Tensor:
         """(n,) int64: the last row of each window."""
@@ -134,6 +132,18 @@ class WindowBounds:
         if self.lo is not None:
             return max(0, int((self.last_rows() - self.lo + 1).max()))
         return self.T if self.length is None else min(self.length, self.T)
+
+
+def _ends(hi: Tensor | None, T: int) -> Tensor | None:
+    """Window ends as (n,) int64 on the host, checked: increasing rows in [0, T)."""
+    if hi is None:
+        return None
+    last = torch.as_tensor(hi, dtype=torch.int64).cpu()
+    if last.numel() and not (
+        bool((last[1:] > last[:-1]).all()) and int(last[0]) >= 0 and int(last[-1]) < T
+    ):
+        raise ValueError("window ends must be increasing rows in [0, T)")
+    return last
 
 
 def count_rows(rows: Tensor, bounds: WindowBounds) -> Tensor:
@@ -197,11 +207,14 @@ def window_sums_(z: Tensor, bounds: WindowBounds, decay: float = 1.0) -> Tensor:
     outside it.
     """
     T, W = bounds.T, bounds.length
-    if bounds.lo is None and (W is None or W >= T):  # expanding (or one window's worth)
-        return decayed_cumsum_(z, decay)
     if bounds.lo is None:
-        assert W is not None
-        return _fixed_sums_(z, W, decay)
+        if W is None or W >= T:  # expanding (or one window's worth)
+            decayed_cumsum_(z, decay)
+        else:
+            _fixed_sums_(z, W, decay)
+        if bounds.hi is not None:  # the windows kept: one gather of their columns
+            z[..., : bounds.n].copy_(z[..., :T].index_select(-1, bounds.hi.to(z.device)))
+        return z
     out = _variable_sums(z[..., :T], bounds.lo.to(z.device), bounds.last_rows().to(z.device), decay)
     z[..., : bounds.n].copy_(out)
     return z
