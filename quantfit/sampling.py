@@ -31,10 +31,12 @@ Conventions
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pandas as pd
 
-from quantfit.data.frequency import compound, period_ends
+from quantfit.data.frequency import Freq, compound, period_ends
 from quantfit.errors import DataError, FitError
 
 _UNIT = {"D": "days", "W": "weeks", "M": "months", "Y": "years"}
@@ -74,7 +76,7 @@ def _wall_dates(idx: pd.DatetimeIndex) -> pd.DatetimeIndex:
     return idx.tz_localize(None) if idx.tz is not None else idx
 
 
-def period_end_rows(index: pd.Index, every: str) -> np.ndarray:
+def period_end_rows(index: pd.Index, every: Freq) -> np.ndarray:
     """(n,) int64: the last row of each ``every`` period ("W", "M", "Q") among dates in
     increasing order."""
     idx = _wall_dates(_dates(index, f"every={every!r}"))
@@ -83,7 +85,8 @@ def period_end_rows(index: pd.Index, every: str) -> np.ndarray:
     return np.r_[last, len(labels) - 1].astype(np.int64) if len(labels) else last
 
 
-def to_frequency(frame: pd.DataFrame, freq: str, kind: str, what: str) -> pd.DataFrame:
+def to_frequency(frame: pd.DataFrame, freq: Freq, kind: Literal["simple", "log"],
+                 what: str) -> pd.DataFrame:
     """``frame`` (dates × columns) as ``freq`` returns: used as it is when already there,
     compounded otherwise (see the module docstring). Sorted by date."""
     idx = _wall_dates(_dates(frame.index, f"freq={freq!r}"))

@@ -86,7 +86,9 @@ class WindowBounds:
         else:
             if T is None:
                 raise ValueError("WindowBounds.variable with hi= needs T (the number of rows)")
-            last = _ends(hi, T)
+            ends = _ends(hi, T)
+            assert ends is not None
+            last = ends
             if last.shape != lo.shape:
                 raise ValueError("window starts and ends must have the same length")
         if lo.numel() and not (
