@@ -118,3 +118,24 @@ def test_ends_keep_the_fast_path():
     y, x = _data()
     spec = RollingSpec(window=60, min_obs=60, ends=torch.arange(59, 420, 21))
     assert select_path(y, x, spec, CPU, F64) == "shared"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("loss", ["mse", "huber"])
+def test_period_end_and_calendar_windows_on_the_gpu(loss):
+    """The same windows on CUDA (float32 by default there) as on the CPU in float64."""
+    import pandas as pd
+
+    import quantfit as qf
+    g = np.random.default_rng(4)
+    idx = pd.bdate_range("2015-01-01", periods=900)
+    x = pd.Series(g.normal(0, 0.01, 900), idx, name="m")
+    y = pd.DataFrame({f"a{i}": (0.5 + i / 4) * x + g.normal(0, 0.01, 900) for i in range(6)})
+    y.iloc[100:140, 2] = np.nan
+    for kw in (dict(window=120, every="M"), dict(window="6M", min_obs=100),
+               dict(window="1Y", min_obs=200, every="W", halflife=60)):
+        cpu = qf.fit_rolling(y, x, device="cpu", loss=loss, **kw)
+        gpu = qf.fit_rolling(y, x, device="cuda", loss=loss, **kw)
+        assert gpu.meta.dtype == "float32" and gpu.index.equals(cpu.index)
+        np.testing.assert_allclose(gpu.beta, cpu.beta, atol=1e-4 if loss == "huber" else 1e-5)
+        pd.testing.assert_frame_equal(gpu.nobs, cpu.nobs)
