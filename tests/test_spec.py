@@ -128,9 +128,24 @@ def test_refresh_builds_the_same_spec(data):
     (["--loss", "huber", "--window", "2"], "2p + 1"),
     (["--window", "1"], "shorter than"),
     (["--tol", "inf"], "tol"),
+    # issue 15's options
+    (["--window", "60X"], "calendar lookback"),
+    (["--window", "2Y"], "give min_obs"),
+    (["--freq", "H"], "freq must be"),
+    (["--every", "D"], "every must be"),
+    (["--freq", "M", "--every", "W"], "finer"),
+    (["--model", "ff7"], "unknown factor model 'ff7'; choose one of capm, ff3, ff5, carhart"),
+    (["--model", "ff3", "--factors", "f.csv"], "not both"),
+    (["--preset", "barra"], "unknown preset 'barra'"),
+    (["--window", "60M", "--min-obs", "70", "--freq", "M"], "larger than the 60 rows"),
+    # valid, but the job does not run them yet
+    (["--model", "FF3", "--freq", "M", "--window", "60M", "--every", "M"],
+     "--model, --freq, --every, a calendar --window: valid, but not run by this version"),
+    (["--preset", "bloomberg"], "--freq, --preset, a calendar --window: valid, but not run"),
 ])
 def test_refresh_refuses_bad_fit_options_up_front(tmp_path, capsys, argv, match):
-    """Exit 2, one line 'quantfit: error: ...', no traceback, nothing written."""
+    """Exit 2, one line 'quantfit: error: ...', no traceback, nothing written (not even the
+    default store)."""
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
