@@ -157,7 +157,9 @@ class WindowColumns:
 
     date_pos / asset_pos (n,) int64 index into the fit's dates / assets; estimate / std_error
     (n, P) float64 in the order of ``terms``; r2, resid_vol (n,) float64; nobs, n_iter (n,)
-    int32; converged (n,) bool. ``date`` / ``asset`` give the labels.
+    int32; converged (n,) bool. ``date`` / ``asset`` give the labels. ``n_params`` (p of each
+    regression; None: the terms but ``beta_dimson``) and ``normal`` (Huber: normal rather than
+    Student t) say how ``tidy`` forms p-values.
     """
 
     index: pd.Index
@@ -172,6 +174,8 @@ class WindowColumns:
     nobs: np.ndarray
     converged: np.ndarray
     n_iter: np.ndarray
+    n_params: int | None = None
+    normal: bool = False
 
     def __len__(self) -> int:
         return len(self.date_pos)
@@ -183,6 +187,25 @@ class WindowColumns:
     @property
     def asset(self) -> np.ndarray:
         return self.assets.take(self.asset_pos).to_numpy()
+
+    def tidy(self) -> dict[str, np.ndarray]:
+        """The long form of these windows, one row per (window, term): ``TIDY_COLUMNS``, in
+        the windows' order then term order (the one tidy conversion: ``RollingFit.tidy`` and
+        the nightly result sets' readers use it)."""
+        from quantfit.inference import pvalue
+
+        P = len(self.terms)
+        rep = lambda a: np.repeat(a, P)  # noqa: E731
+        est, se = self.estimate.ravel(), self.std_error.ravel()
+        t, nobs = _div(est, se), rep(self.nobs)
+        p = self.n_params if self.n_params is not None else \
+            sum(term != "beta_dimson" for term in self.terms)
+        return {"date": rep(self.date), "asset": rep(self.asset),
+                "term": np.tile(np.asarray(self.terms, dtype=object), len(self)),
+                "estimate": est, "std_error": se, "t_stat": t,
+                "p_value": pvalue(t, nobs, p, self.normal),
+                "r2": rep(self.r2), "resid_vol": rep(self.resid_vol), "nobs": nobs,
+                "converged": rep(self.converged), "n_iter": rep(self.n_iter)}
 
     def columns(self) -> dict[str, np.ndarray]:
         """The named columns: ``date``, ``asset``, ``estimate:<term>``, ``std_error:<term>``
@@ -519,34 +542,41 @@ class RollingFit:
             mask = self._stats["nobs"] > 0
         else:
             raise FitError(f"keep must be 'estimate' or 'valid', got {keep!r}")
-        t_idx, a_idx = np.nonzero(mask.T)  # date-major order
-        est = self._coef[:, a_idx, t_idx].T  # (n, P)
-        b_idx = a_idx if self._se_factor.shape[1] != 1 else np.zeros_like(a_idx)
-        sig = self._stats["resid_vol"] if self._se_sigma is None else self._se_sigma
-        se = (self._se_factor[:, b_idx, t_idx] * sig[a_idx, t_idx]).T
+        # Date-major order. Each (A, T) array is transposed once (a blocked copy) and masked
+        # in order: sequential reads, where gathering (a, t) pairs from (A, T) storage would
+        # jump a whole row of dates between neighbouring windows (several times slower).
+        mask_t = np.ascontiguousarray(mask.T)  # (T, A)
+        t_idx, a_idx = np.nonzero(mask_t)
+        P = len(self.terms)
+        scratch: dict[np.dtype, np.ndarray] = {}  # one (T, A) buffer per dtype: faulted in once
+
+        def take(arr: np.ndarray) -> np.ndarray:  # (A or 1, T) -> (n,) in date-major order
+            row = _shared_row(arr)
+            if row is not None:
+                return row[0][t_idx]
+            buf = scratch.get(arr.dtype)
+            if buf is None:
+                buf = scratch[arr.dtype] = np.empty(mask_t.shape, arr.dtype)
+            np.copyto(buf, arr.T)
+            return buf[mask_t]
+
+        sig = take(self._stats["resid_vol"] if self._se_sigma is None else self._se_sigma)
+        est = np.empty((len(t_idx), P))
+        se = np.empty((len(t_idx), P))
+        for i in range(P):
+            est[:, i] = take(self._coef[i])
+            np.multiply(take(self._se_factor[i]), sig, out=se[:, i])
         st = self._stats
         return WindowColumns(
             self.index, self.assets, self.terms, t_idx.astype(np.int64), a_idx.astype(np.int64),
-            np.ascontiguousarray(est), np.ascontiguousarray(se), st["r2"][a_idx, t_idx],
-            st["resid_vol"][a_idx, t_idx], st["nobs"][a_idx, t_idx].astype(np.int32),
-            st["converged"][a_idx, t_idx].astype(bool), st["n_iter"][a_idx, t_idx].astype(np.int32))
+            est, se, take(st["r2"]), take(st["resid_vol"]), take(st["nobs"]).astype(np.int32),
+            take(st["converged"]).astype(bool), take(st["n_iter"]).astype(np.int32),
+            self.n_params, self.meta.normal_inference)
 
     def tidy(self, keep: str = "estimate") -> dict[str, np.ndarray]:
         """The long form, one row per (date, asset, term), as numpy arrays named
         ``TIDY_COLUMNS``; date-major, then asset, then term order."""
-        from quantfit.inference import pvalue
-
-        w = self.windows(keep)
-        P = len(self.terms)
-        rep = lambda a: np.repeat(a, P)  # noqa: E731
-        est, se = w.estimate.ravel(), w.std_error.ravel()
-        t, nobs = _div(est, se), rep(w.nobs)
-        return {"date": rep(w.date), "asset": rep(w.asset),
-                "term": np.tile(np.asarray(self.terms, dtype=object), len(w)),
-                "estimate": est, "std_error": se, "t_stat": t,
-                "p_value": pvalue(t, nobs, self.n_params, self.meta.normal_inference),
-                "r2": rep(w.r2), "resid_vol": rep(w.resid_vol), "nobs": nobs,
-                "converged": rep(w.converged), "n_iter": rep(w.n_iter)}
+        return self.windows(keep).tidy()
 
     def to_frame(self, dropna: bool = True) -> pd.DataFrame:
         """Tidy long frame ``TIDY_COLUMNS`` sorted by date, asset, term. ``dropna=False`` keeps
@@ -582,6 +612,24 @@ class RollingFit:
         cols = {c: tidy[c].to_numpy() for c in tidy.columns}
         return cls._from_columns(cols, index, assets, list(terms), meta=meta, settings=settings,
                                  where="from_frame")
+
+    @classmethod
+    def from_windows(cls, w: WindowColumns, *, meta: FitMeta | None = None) -> RollingFit:
+        """Rebuild a fit from its window rows (the inverse of ``windows()``): dates, assets and
+        terms are ``w``'s; windows without a row are NaN (``nobs`` 0, not converged)."""
+        P, A, T = len(w.terms), len(w.assets), len(w.index)
+        ti, ai = w.date_pos, w.asset_pos
+        coef = np.full((P, A, T), np.nan)
+        stderr = np.full((P, A, T), np.nan)
+        coef[:, ai, ti] = w.estimate.T
+        stderr[:, ai, ti] = w.std_error.T
+        stats = {"r2": np.full((A, T), np.nan), "resid_vol": np.full((A, T), np.nan),
+                 "nobs": np.zeros((A, T), np.int32), "converged": np.zeros((A, T), bool),
+                 "n_iter": np.zeros((A, T), np.int32)}
+        for k, arr in stats.items():
+            arr[ai, ti] = getattr(w, k)
+        return cls(index=w.index, assets=w.assets, terms=w.terms, coef=coef, stderr=stderr,
+                   meta=meta, **stats)
 
     @classmethod
     def _from_columns(cls, cols: Mapping[str, np.ndarray], index: pd.Index, assets: pd.Index,

@@ -43,10 +43,15 @@ def manifest_of(out: Path) -> dict:
     return json.loads((out / key / "manifest.json").read_text())
 
 
+def live_files(m: dict) -> dict[tuple[str, str], str]:
+    """(group, month) -> part file named by a result set manifest."""
+    return {(g, month): e["file"] for g, months in m["files"].items() for month, e in months.items()}
+
+
 def live_files_match_disk(result_dir: Path) -> bool:
     m = json.loads((result_dir / "manifest.json").read_text())
     on_disk = {str(p.relative_to(result_dir)) for p in result_dir.glob("month=*/*")}
-    return on_disk == {e["file"] for e in m["files"].values()}
+    return on_disk == set(live_files(m).values())
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +92,7 @@ def test_default_run_on_sample_end_to_end_and_idempotent(tmp_path, monkeypatch, 
     assert m["params"]["regressors"] == "benchmark:SPY" and m["params"]["window"] == 252
     assert m["terms"] == ["alpha", "SPY"] and m["package_version"] == qf.__version__
     assert m["last_run"]["warnings"] == [] and m["data"]["last"] == "2024-11-29"
-    assert m["results"]["rows"] == sum(e["rows"] for e in m["files"].values())
+    assert m["results"]["rows"] == sum(e["rows"] for months in m["files"].values() for e in months.values())
     assert Path("data/results/report/index.html").is_file()
     assert live_files_match_disk(Path("data/results") / m["key"])
 
@@ -120,8 +125,8 @@ def test_incremental_equals_full_recompute(tmp_path, capsys, sample_long, extra)
     args = ["--no-report", "-q", *extra]
     assert run(["refresh", "--store", inc_store, "--out", str(tmp_path / "r_inc"), *args], capsys)[0] == 0
     m1 = manifest_of(tmp_path / "r_inc")
-    may = m1["files"]["2023-05"]["file"]
-    june = m1["files"]["2023-06"]["file"]
+    may = m1["files"]["0"]["2023-05"]["file"]
+    june = m1["files"]["0"]["2023-06"]["file"]
 
     qf.PriceStore(inc_store).ingest(sample_long)  # the rest of the history arrives
     assert run(["refresh", "--store", inc_store, "--out", str(tmp_path / "r_inc"), *args], capsys)[0] == 0
@@ -138,38 +143,48 @@ def test_incremental_equals_full_recompute(tmp_path, capsys, sample_long, extra)
     assert run2["rows_fitted_on"] == new_dates + window - 1  # only the rows the new windows need
     assert run2["rows_written"] == m2["results"]["rows"] - m1["results"]["rows"]
     assert m2["key"] == m1["key"] and m2["generation"] == 2
-    assert m2["files"]["2023-05"]["file"] == may          # untouched month kept as is
-    assert m2["files"]["2023-06"]["file"] != june         # the cut month rewritten, once
+    assert m2["files"]["0"]["2023-05"]["file"] == may     # untouched month kept as is
+    assert m2["files"]["0"]["2023-06"]["file"] != june    # the cut month rewritten, once
     assert live_files_match_disk(tmp_path / "r_inc" / m2["key"])
     assert_same_results(tmp_path / "r_inc", tmp_path / "r_full")
 
 
-def test_revised_history_and_changed_universe_recompute_in_full(tmp_path, capsys, sample_long):
+def test_revised_history_and_changed_universe_recompute_only_what_changed(tmp_path, capsys, sample_long):
     store = store_with(tmp_path / "s", sample_long)
     out = str(tmp_path / "r")
     base = ["refresh", "--store", store, "--out", out, "--no-report", "-q"]
     assert run(base + ["--universe", "AAPL,JPM,XOM"], capsys)[0] == 0
-    # a revised close far in the past: appending would leave stale windows, so recompute
+    before = live_files(manifest_of(Path(out)))
+    # A revised close far in the past: JPM's windows from that date on are refitted (the
+    # store's change log says which ticker and from when), the other assets are not.
     rev = sample_long[(sample_long["ticker"] == "JPM") & (sample_long["date"] == "2019-03-15")].copy()
     rev["close"] *= 1.05
     qf.PriceStore(store).ingest(rev)
     assert run(base + ["--universe", "AAPL,JPM,XOM"], capsys)[0] == 0
     m = manifest_of(Path(out))
-    assert m["last_run"]["mode"] == "full" and "revised history" in m["last_run"]["reason"]
+    assert m["last_run"]["mode"] == "incremental" and "1 asset(s) with revised prices" in m["last_run"]["reason"]
+    assert m["last_run"]["assets_fitted"] == 1 and m["last_run"]["first_fitted"] == "2019-03-15"
+    after = live_files(m)
+    assert all(after[k] == f for k, f in before.items() if k[1] < "2019-03")  # earlier months kept
     fresh = store_with(tmp_path / "s2", pd.concat([sample_long, rev]).drop_duplicates(
         ["date", "ticker"], keep="last"))
     assert run(["refresh", "--store", fresh, "--out", str(tmp_path / "r2"), "--no-report", "-q",
                 "--universe", "AAPL,JPM,XOM"], capsys)[0] == 0
-    assert_same_results(out, tmp_path / "r2", atol=0)
+    assert_same_results(out, tmp_path / "r2")
 
-    # a changed universe: same result set (same parameters), recomputed in full, old files gone
+    # An added asset: fitted alone, merged into the last group while that group is small
+    # (here the only one, of three assets; a group of 1,000 would get a new group).
     assert run(base + ["--universe", "AAPL,JPM,XOM,WMT"], capsys)[0] == 0
     m2 = manifest_of(Path(out))
-    assert m2["key"] == m["key"] and m2["last_run"]["mode"] == "full"
-    assert "universe changed (+1 -0: +WMT)" in m2["last_run"]["reason"]
+    assert m2["key"] == m["key"] and m2["last_run"]["mode"] == "incremental"
+    assert "1 asset(s) added" in m2["last_run"]["reason"] and m2["last_run"]["assets_fitted"] == 1
     assert m2["universe"] == ["AAPL", "JPM", "WMT", "XOM"]
+    assert [g["assets"] for g in m2["groups"]] == [["AAPL", "JPM", "XOM", "WMT"]]
     assert live_files_match_disk(Path(out) / m2["key"])
     assert set(qf.read_betas(out).index) == {"AAPL", "JPM", "WMT", "XOM"}
+    assert run(["refresh", "--store", store, "--out", str(tmp_path / "r3"), "--no-report", "-q",
+                "--universe", "AAPL,JPM,XOM,WMT"], capsys)[0] == 0
+    assert_same_results(out, tmp_path / "r3")
 
 
 def test_changed_parameters_write_a_fresh_result_set_and_keep_the_old(tmp_path, capsys, sample_long):
@@ -348,7 +363,7 @@ def test_warnings_exit_1_listed_and_in_manifest(tmp_path, capsys):
                in l for l in lines)
     assert "done with 2 warnings" in err
     m = manifest_of(tmp_path / "r")
-    assert len(m["last_run"]["warnings"]) == 2 and m["asset_rows"]["NEW"] == 0
+    assert len(m["last_run"]["warnings"]) == 2 and m["asset_rows"].get("NEW", 0) == 0
 
     # --quiet: nothing on stderr, still exit 1, warnings in the log file and the manifest
     qf.PriceStore(store).ingest(synthetic_long(["SPY", "AAA", "BBB", "NEW"], pd.bdate_range(dates[-1], periods=2)[1:]))
@@ -450,9 +465,12 @@ def test_update_yfinance_refetches_a_history_readjusted_for_a_dividend(tmp_path,
     stored = qf.PriceStore(store).prices()
     pd.testing.assert_frame_equal(stored[["AAPL", "MSFT", "SPY"]], today[["AAPL", "MSFT", "SPY"]],
                                   check_names=False, check_freq=False, check_column_type=False)
-    # The revised history is seen by the job: a full recompute that equals a fresh fit.
+    # The revised history is seen by the job (the store's change log): AAPL is refitted from
+    # its first date, the others from the new days only; all equal a fresh fit.
     m = manifest_of(tmp_path / "r")
-    assert m["last_run"]["mode"] == "full" and "changed" in m["last_run"]["reason"]
+    # (MSFT's overlapping last day is "revised" too: Yahoo's volume replaced the unknown one.)
+    assert m["last_run"]["mode"] == "incremental" and "asset(s) with revised prices" in m["last_run"]["reason"]
+    assert m["last_run"]["first_fitted"] == "2023-01-03"  # AAPL from its first return row on
     rets = qf.returns(stored)
     direct = qf.fit_rolling(rets[["AAPL", "MSFT"]], rets["SPY"], window=60)
     np.testing.assert_allclose(qf.read_betas(tmp_path / "r").to_numpy(), direct.beta.iloc[-1].to_numpy(),
@@ -478,7 +496,7 @@ def test_expanding_windows_recompute_in_full(tmp_path, capsys, sample_long):
             "--no-report", "-q"]
     assert run(argv, capsys)[0] == 0
     m = manifest_of(tmp_path / "r")
-    assert m["params"]["window"] is None and m["params"]["min_obs"] == 2 and m["settings"]["expanding"]
+    assert m["params"]["window"] is None and m["params"]["min_obs"] == 2 and m["meta"]["spec"]["window"]["length"] is None
     qf.PriceStore(store).ingest(part)
     assert run(argv, capsys)[0] == 0
     m = manifest_of(tmp_path / "r")

@@ -14,6 +14,7 @@ from quantfit._files import read_text
 from quantfit.data.tickers import normalize_ticker
 from quantfit.errors import DataError
 from quantfit.refresh.job import refresh
+from quantfit.refresh.plan import GROUP_SIZE
 from quantfit.refresh.params import (DEFAULT_OUT, DEFAULT_STORE, RefreshParams, parse_universe,
                                      parse_window)
 
@@ -27,7 +28,7 @@ CONFIG_KEYS: dict[str, tuple[type, ...]] = {
     "model": (str,), "factors_dir": (str,), "freq": (str,), "every": (str,), "preset": (str,),
     "universe": (str, list), "window": (int, str), "min_obs": (int,), "halflife": (int, float),
     "solver": (str,), "loss": (str,), "tol": (int, float), "max_iter": (int,), "device": (str,), "update": (str,), "report": (bool,),
-    "quiet": (bool,), "verbose": (bool,), "log_file": (str,),
+    "quiet": (bool,), "verbose": (bool,), "log_file": (str,), "group_size": (int,), "jobs": (int,), "dask": (str,),
 }
 _PATH_KEYS = ("store", "out", "factors", "factors_dir", "log_file")
 #: The largest config file read.
@@ -126,6 +127,13 @@ def add_arguments(parser) -> None:
     a("--max-iter", dest="max_iter", metavar="N", type=int, help="iteration cap of gd/adam/lbfgs")
     a("--device", metavar="D", help="auto (default), cpu, cuda, cuda:1, mps")
     a("--update", metavar="SOURCE", help="ingest the latest prices first: yfinance")
+    a("--group-size", dest="group_size", metavar="N", type=int,
+      help=f"assets fitted and written together (default {GROUP_SIZE}; memory grows with it)")
+    a("--dask", metavar="ADDRESS", help="run the groups on a Dask cluster: tcp://host:8786, or "
+                                         "local:N for N local worker processes (pip install "
+                                         "'quantfit[dask]'; store and --out on a shared file system)")
+    a("--jobs", metavar="N", type=int,
+      help="groups processed at once (default: one per core, up to 8; memory grows with it)")
     a("--no-report", dest="report", action="store_const", const=False,
       help="do not write the HTML report")
     a("--log-file", dest="log_file", metavar="FILE", help="also log (with timestamps) to FILE, "

@@ -1,16 +1,13 @@
-"""Inputs of a refresh: the price store (the embedded sample for an empty default store,
-``--update yfinance``), the regression inputs y and x, and their fingerprint.
+"""The price store of a refresh: the embedded sample for an empty default store, and
+``--update yfinance`` (the latest Yahoo prices of the universe and the benchmark).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import warnings
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 
 from quantfit.errors import DataError
@@ -59,12 +56,15 @@ def update_yfinance(store, tickers: list[str], downloader: Callable | None = Non
     notes: list[str] = []
     frames: list[pd.DataFrame] = []
     if old:
-        stored = store.prices(old)
-        last = stored.apply(lambda c: c.last_valid_index())
-        # One fetch per last date (usually one): a ticker that stopped trading years ago does
+        # Each ticker's last stored date from the store's ticker table (no price is read), then
+        # one fetch per last date (usually one): a ticker that stopped trading years ago does
         # not drag the whole universe's download back to its last date.
-        fetched = _concat([_fetch(sources, sorted(group.index), str(day.date()), downloader, notes)
-                           for day, group in last.groupby(last)])
+        last = pd.to_datetime(store.ticker_info(old)["last"])
+        groups = [(day, sorted(group.index)) for day, group in last.groupby(last)]
+        fetched = _concat([_fetch(sources, names, str(day.date()), downloader, notes)
+                           for day, names in groups])
+        # The stored closes on the overlapping days only (what a re-adjustment changes).
+        stored = pd.concat([store.prices(names, start=day) for day, names in groups], axis=1)
         readjusted = _readjusted(stored, fetched)
         frames.append(fetched[~fetched["ticker"].isin(readjusted)])
         if readjusted:
@@ -116,44 +116,3 @@ def _readjusted(stored: pd.DataFrame, frame: pd.DataFrame) -> list[str]:
     a, b = stored.loc[common, names], fetched.loc[common, names]
     changed = ((a - b).abs() > READJUST_RTOL * a.abs()).any()
     return sorted(changed[changed].index)
-
-
-def load_inputs(p: RefreshParams, store, universe: list[str]):
-    """Prices, and the regression inputs: y (dates × assets), x (dates × factors).
-
-    Returns ``(prices, y, x)``; prices cover the universe and (without factors) the benchmark.
-    """
-    from quantfit.data import returns, sources
-    wanted = universe + ([p.benchmark] if p.factors is None and p.benchmark not in universe else [])
-    prices = store.prices(wanted)
-    if len(prices) < 2:
-        raise DataError(f"store {p.store} has {len(prices)} date(s) for the universe: need at least 2")
-    rets = returns(prices)
-    if p.factors is None:
-        return prices, rets[universe], rets[[p.benchmark]]
-    ff = sources.french(p.factors)
-    if "RF" not in ff.columns:
-        raise DataError(f"factors file {p.factors} has no RF column (columns: {', '.join(ff.columns)})")
-    gaps = np.diff(ff.index.values).astype("timedelta64[D]").astype(int)
-    if len(gaps) and np.median(gaps) > 4:
-        raise DataError(f"factors file {p.factors} is not daily (median gap {np.median(gaps):.0f} days); "
-                        f"use a *_daily file with daily prices")
-    dates = rets.index.intersection(ff.index)
-    if len(dates) < 2:
-        raise DataError(f"factors file {p.factors} ({ff.index[0].date()} to {ff.index[-1].date()}) "
-                        f"shares no dates with the prices")
-    ff = ff.loc[dates]
-    y = rets.loc[dates, universe].sub(ff["RF"], axis=0)
-    x = ff.drop(columns="RF")
-    return prices, y, x
-
-
-def fingerprint(y: pd.DataFrame, x: pd.DataFrame, end: pd.Timestamp) -> str:
-    """Hash of the regression inputs up to ``end`` (dates, names, every value bit for bit)."""
-    h = hashlib.blake2b(digest_size=16)
-    ys, xs = y.loc[:end], x.loc[:end]
-    h.update(json.dumps([[str(c) for c in y.columns], [str(c) for c in x.columns]]).encode())
-    h.update(ys.index.values.astype("datetime64[D]").astype(np.int64).tobytes())
-    h.update(np.ascontiguousarray(ys.to_numpy(np.float64)).tobytes())
-    h.update(np.ascontiguousarray(xs.to_numpy(np.float64)).tobytes())
-    return h.hexdigest()

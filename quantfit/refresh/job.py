@@ -1,33 +1,39 @@
-"""The job: ``refresh()`` plans the work (full, incremental, up to date), fits the assets in
-chunks, writes and commits the result set, collects the warnings and writes the report.
+"""The driver of ``quantfit refresh``: plan, run the group tasks, commit once, report.
+
+``refresh(params)`` (1) optionally ingests new prices; (2) resolves the universe and the
+regressors (their dates are the calendar); (3) under the result set's lock, plans the work
+against the committed manifest (``plan``); (4) runs one task per asset group (``task``), each
+reading its own prices, fitting and writing its part files; (5) validates and commits the new
+manifest in one atomic step; (6) writes the report. Killed at any moment, the previous results
+stay intact and readable; the next run removes what the killed one left.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-import sys
+import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
+from quantfit.data.store import ChangesUnavailable
 from quantfit.errors import DataError, QuantfitError
-from quantfit.refresh.inputs import _ensure_store, fingerprint, load_inputs, update_yfinance
+from quantfit.progress import Progress
+from quantfit.refresh.inputs import _ensure_store, update_yfinance
 from quantfit.refresh.params import (RefreshParams, canonical_params, check_params, fit_spec,
                                      params_key, parse_universe)
-from quantfit.results import RollingFit
-from quantfit.results_store import (FORMAT, VERSION, ResultSet, split_by_month, tidy_table,
-                                    write_latest)
+from quantfit.refresh.plan import GROUP_SIZE, GroupWork, Plan, make_plan
+from quantfit.refresh.regressors import Regressors, benchmark_regressors, factor_regressors
+from quantfit.refresh.task import GroupResult, JobContext, read_returns, run_group
+from quantfit.results_store import FORMAT, VERSION, ResultSet, write_latest
 
 log = logging.getLogger("quantfit.refresh")
-
-#: Assets per ``fit_rolling`` call: the unit of the progress bar and of peak memory.
-ASSET_CHUNK = 512
 
 
 @dataclass
@@ -39,6 +45,7 @@ class RefreshOutcome:
     result_dir: Path
     key: str
     dates_fitted: int = 0
+    assets_fitted: int = 0
     rows_written: int = 0
     files_written: int = 0
     rows_total: int = 0
@@ -56,107 +63,93 @@ def outcome_dict(o: RefreshOutcome) -> dict[str, Any]:
     return d
 
 
-class Progress:
-    """A one-line stderr progress bar (``\\r``-rewritten), shown only when ``enabled``."""
-
-    def __init__(self, total: int, label: str, enabled: bool):
-        self.total, self.label, self.enabled, self.done = max(total, 1), label, enabled, 0
-        self._t0 = time.perf_counter()
-
-    def advance(self, n: int = 1) -> None:
-        self.done += n
-        if self.enabled:
-            frac = self.done / self.total
-            bar = "#" * int(24 * frac)
-            sys.stderr.write(f"\r{self.label} [{bar:<24}] {self.done}/{self.total} "
-                             f"{time.perf_counter() - self._t0:5.1f}s")
-            if self.done >= self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
-# ----------------------------------------------------------------------------- fitting
-def fit_chunks(y: pd.DataFrame, x: pd.DataFrame, p: RefreshParams, progress: Progress) -> RollingFit:
-    """``qf.fit_rolling`` over chunks of ``ASSET_CHUNK`` assets, joined into one RollingFit."""
-    from quantfit.fit import fit_rolling
-    spec = fit_spec(p)
-    xs = x.iloc[:, 0] if x.shape[1] == 1 else x
-    fits = []
-    for a0 in range(0, y.shape[1], ASSET_CHUNK):
-        fits.append(fit_rolling(y.iloc[:, a0:a0 + ASSET_CHUNK], xs, spec=spec))
-        progress.advance()
-    return fits[0] if len(fits) == 1 else RollingFit.concat(fits, axis="assets")
+# ----------------------------------------------------------------------------- inputs
+def resolve_universe(p: RefreshParams, store, base: list[str] | None) -> list[str]:
+    """The sorted universe: the given tickers, or every stored ticker but the benchmark."""
+    known = store.tickers()
+    if not known:
+        raise DataError(f"store {p.store} is empty: ingest prices first")
+    known_set = set(known)
+    universe = base or [t for t in known if t != p.benchmark]
+    unknown = [t for t in universe if t not in known_set]
+    if unknown:
+        raise DataError(f"unknown ticker{'s' if len(unknown) > 1 else ''} in the universe "
+                        f"(not in store {p.store}): {', '.join(unknown[:20])}"
+                        + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""))
+    if p.factors is None and p.benchmark not in known_set:
+        raise DataError(f"benchmark {p.benchmark} is not in store {p.store}")
+    if not universe:
+        raise DataError(f"the universe is empty (store {p.store} holds only {p.benchmark})")
+    return sorted(universe)
 
 
-def plan(manifest: dict | None, y: pd.DataFrame, x: pd.DataFrame, universe: list[str],
-         window: int | None) -> tuple[str, str, int]:
-    """Decide what to compute: ``(mode, reason, first new row)``.
+# ----------------------------------------------------------------------------- running tasks
+def default_jobs() -> int:
+    """Group tasks run at once in one process: one per core, at most ``MAX_JOBS``."""
+    return max(1, min(os.cpu_count() or 1, MAX_JOBS))
 
-    mode is "full", "incremental" or "up to date"; rows ``first new row ..`` of y are new.
+
+#: Upper bound of the default number of concurrent group tasks (memory grows with it).
+MAX_JOBS = 8
+
+
+def run_local(ctx: JobContext, work: list[GroupWork], old: dict[int, dict], bar: Progress,
+              jobs: int = 1) -> Iterator[GroupResult]:
+    """The tasks in this process, ``jobs`` at a time on threads, yielded as they complete.
+
+    With several jobs torch runs one thread per task (set for the run, restored after):
+    whole tasks in parallel keep both cores busy through the reading, conversion and writing
+    too, and a machine whose cores are shared stalls one task, not every operation of all.
     """
-    if manifest is None:
-        return "full", "new result set", 0
-    if manifest["universe"] != universe:
-        added = sorted(set(universe) - set(manifest["universe"]))
-        dropped = sorted(set(manifest["universe"]) - set(universe))
-        return "full", (f"universe changed (+{len(added)} -{len(dropped)}: "
-                        f"{', '.join(['+' + a for a in added][:5] + ['-' + d for d in dropped][:5])})"), 0
-    last = pd.Timestamp(manifest["data"]["last"])
-    if last not in y.index or fingerprint(y, x, last) != manifest["data"]["fingerprint"]:
-        return "full", f"input data up to {last.date()} changed since the last run (revised history)", 0
-    start = int(y.index.searchsorted(last, side="right"))
-    if start == len(y.index):
-        return "up to date", f"results already cover {last.date()}", start
-    if window is None:
-        return "full", "expanding windows are recomputed in full", 0
-    return "incremental", f"{len(y.index) - start} new date(s) after {last.date()}", start
-
-
-def _warnings(prices: pd.DataFrame, fit: RollingFit, universe: list[str], asset_rows: dict[str, int],
-              min_obs: int, solver: str) -> list[str]:
-    """Per-asset problems worth a human look (exit code 1), one line each."""
-    out: list[str] = []
-    last = prices.index[-1]
-    at_last = prices.iloc[-1]
-    for t in prices.columns:
-        if np.isnan(at_last[t]):
-            lv = prices[t].last_valid_index()
-            out.append(f"{t}: stale price: none on {last.date()} (last {lv.date() if lv is not None else 'never'})")
-    nobs = fit.nobs
-    for a in universe:
-        if asset_rows.get(a, 0) == 0:
-            most = int(nobs[a].max()) if len(nobs) else 0
-            out.append(f"{a}: too few observations for any estimate (at most {most} valid rows "
-                       f"in a window, need {min_obs})")
-    est = fit.coef(fit.terms[0])
-    if len(est):
-        last_fit = fit.index[-1]
-        stale = {t for t in prices.columns if np.isnan(at_last[t])}
-        for a in universe:
-            if asset_rows.get(a, 0) and a not in stale and np.isnan(est[a].iloc[-1]):
-                out.append(f"{a}: no estimate on {last_fit.date()} ({int(nobs[a].iloc[-1])} valid rows "
-                           f"in the window, need {min_obs})")
-    if solver != "newton":
-        bad = ((fit.nobs >= min_obs) & ~fit.converged).sum()
-        for a, n in bad[bad > 0].items():
-            out.append(f"{a}: {int(n)} window{'s' if n > 1 else ''} did not converge (solver {solver})")
-    return out
+    if jobs <= 1 or len(work) <= 1:
+        for w in work:
+            res = run_group(ctx, w, old.get(w.group, {}))
+            bar.update(len(w.fit_from))
+            yield res
+        return
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            pending = {}
+            queue = iter(work)
+            for w in itertools.islice(queue, jobs):
+                pending[pool.submit(run_group, ctx, w, old.get(w.group, {}))] = w
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    w = pending.pop(fut)
+                    res = fut.result()
+                    bar.update(len(w.fit_from))
+                    yield res
+                    for nxt in itertools.islice(queue, 1):
+                        pending[pool.submit(run_group, ctx, nxt, old.get(nxt.group, {}))] = nxt
+    finally:
+        torch.set_num_threads(threads)
 
 
 # ----------------------------------------------------------------------------- the job
-def refresh(p: RefreshParams, *, downloader: Callable | None = None,
-            progress: bool = False) -> RefreshOutcome:
+def refresh(p: RefreshParams, *, downloader: Callable | None = None, progress: bool = False,
+            client=None) -> RefreshOutcome:
     """Run the nightly job once (see ``quantfit.refresh``). Raises ``QuantfitError`` on user errors.
 
     ``downloader`` replaces ``yfinance.download`` for ``update="yfinance"`` (tests);
-    ``progress`` shows a progress bar on stderr.
+    ``progress`` shows a progress bar on stderr. ``client``: a ``distributed.Client`` whose
+    cluster runs the group tasks (see ``quantfit.refresh.distributed``); without one,
+    ``p.dask`` (an address, or ``"local:N"``) connects to or starts a cluster for this run, and
+    without either the tasks run in this process (``p.jobs`` at a time).
     """
+    if client is None and p.dask is not None:
+        from quantfit.refresh.distributed import connect
+        check_params(p)
+        with connect(p.dask) as client:
+            return refresh(p, downloader=downloader, progress=progress, client=client)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     check_params(p)
     base_universe = parse_universe(p.universe) if p.universe is not None else None
     notes: list[str] = []
-
     store = _ensure_store(p)
     if p.update == "yfinance":
         targets = list(dict.fromkeys((base_universe or [t for t in store.tickers() if t != p.benchmark])
@@ -166,146 +159,202 @@ def refresh(p: RefreshParams, *, downloader: Callable | None = None,
         notes += update_yfinance(store, targets, downloader)
     timings["ingest"] = time.perf_counter() - t0
 
-    known = store.tickers()
-    if not known:
-        raise DataError(f"store {p.store} is empty: ingest prices first")
-    universe = base_universe or [t for t in known if t != p.benchmark]
-    unknown = [t for t in universe if t not in set(known)]
-    if unknown:
-        raise DataError(f"unknown ticker{'s' if len(unknown) > 1 else ''} in the universe "
-                        f"(not in store {p.store}): {', '.join(unknown)}")
-    if p.factors is None and p.benchmark not in known:
-        raise DataError(f"benchmark {p.benchmark} is not in store {p.store}")
-    if not universe:
-        raise DataError(f"the universe is empty (store {p.store} holds only {p.benchmark})")
-    universe = sorted(universe)
-
     t1 = time.perf_counter()
-    prices, y, x = load_inputs(p, store, universe)
-    timings["load"] = time.perf_counter() - t1
-    params = canonical_params(p, x.shape[1])
+    store_id = store.store_id
+    store_generation = store.generation  # read before any price: later commits are seen again
+    universe = resolve_universe(p, store, base_universe)
+    reg = factor_regressors(store, p.factors) if p.factors else benchmark_regressors(store, p.benchmark)
+    params = canonical_params(p, reg.x.shape[1])
     key = params_key(params)
     out = Path(p.out)
     rs = ResultSet(out / key)
     log.debug("result set %s: %s", rs.path, params)
+    timings["inputs"] = time.perf_counter() - t1
 
     with rs.lock(on_wait=lambda: log.info("waiting for another refresh of %s", rs.path)):
         manifest = rs.read_manifest()
         removed = rs.remove_orphans(manifest)
         if removed:
             log.info("removed %d file(s) left by an interrupted run", removed)
-        mode, reason, start = plan(manifest, y, x, universe, p.window)
-        log.info("%s: %s (%s)", rs.path, mode, reason)
-        outcome = RefreshOutcome(mode=mode, reason=reason, result_dir=rs.path, key=key,
+        changes = None
+        if manifest is not None and manifest["inputs"].get("store_id") == store_id:
+            try:
+                changes = store.changes_since(manifest["inputs"]["store_generation"])
+                store_generation = changes.generation
+            except ChangesUnavailable as exc:
+                log.info("%s", exc)
+        group_size = p.group_size or GROUP_SIZE
+        if client is not None and p.group_size is None:
+            from quantfit.refresh.distributed import worker_group_size
+            group_size = worker_group_size(client, len(reg.rows), GROUP_SIZE)
+        plan = make_plan(manifest, reg.rows, reg.month_hashes, universe, store_id, changes,
+                         p.window is None, lambda a: store.ticker_groups(a, group_size),
+                         max(1, group_size // 10))
+        log.info("%s: %s (%s)", rs.path, plan.mode, plan.reason)
+        outcome = RefreshOutcome(mode=plan.mode, reason=plan.reason, result_dir=rs.path, key=key,
                                  warnings=list(notes))
-        if mode == "up to date":
-            outcome.rows_total = manifest["results"]["rows"]
-            outcome.last_date = manifest["data"]["last"]
+        generation = (manifest or {}).get("generation", 0) + 1
+        ctx = JobContext(store=str(p.store), result_dir=str(rs.path), generation=generation,
+                         cal=reg.cal.values.astype("datetime64[D]"), x=reg.x.to_numpy(float),
+                         factors=tuple(map(str, reg.x.columns)),
+                         rf=None if reg.rf is None else reg.rf.to_numpy(float),
+                         spec=fit_spec(p), min_obs=int(params["min_obs"]))
+        results: list[GroupResult] = []
+        if plan.work:
+            t2 = time.perf_counter()
+            old = {} if plan.mode == "full" else {int(g): m for g, m in manifest["files"].items()}
+            with Progress("fitting", total=plan.n_assets, unit="assets", quiet=not progress) as bar:
+                if client is not None:
+                    from quantfit.refresh.distributed import run_dask
+                    results = list(run_dask(client, ctx, plan.work, old, bar))
+                else:
+                    results = list(run_local(ctx, plan.work, old, bar, p.jobs or default_jobs()))
+            timings["fit_write"] = time.perf_counter() - t2
+        if manifest is None or plan.work or _inputs_moved(manifest, universe, store_generation):
+            new_manifest, superseded = _assemble(p, plan, manifest, results, reg, universe, params,
+                                                 key, generation, store, store_id,
+                                                 store_generation, timings, outcome)
+            rs.commit(new_manifest, superseded)
+            manifest = new_manifest
         else:
-            _compute_and_commit(p, rs, manifest, mode, reason, start, prices, y, x, universe,
-                                params, key, outcome, timings, progress)
+            outcome.warnings += _warnings(store, universe, reg, manifest, [], {}, ctx.min_obs)
+        outcome.rows_total = manifest["results"]["rows"]
+        outcome.last_date = manifest["results"]["last"]
     latest_moved = write_latest(out, key)
     report_dir = out / "report"
-    if p.report and (mode != "up to date" or latest_moved or not (report_dir / "index.html").exists()):
+    if p.report and (plan.mode != "up to date" or latest_moved or not (report_dir / "index.html").exists()):
         t4 = time.perf_counter()
-        outcome.report = _write_report(out, y, x, outcome)
+        outcome.report = _write_report(out, ctx, outcome)
         timings["report"] = time.perf_counter() - t4
     timings["total"] = time.perf_counter() - t0
     outcome.timings = {k: round(v, 3) for k, v in timings.items()}
     return outcome
 
 
-def _compute_and_commit(p, rs: ResultSet, manifest, mode, reason, start, prices, y, x, universe,
-                        params, key, outcome: RefreshOutcome, timings, progress) -> None:
-    """Fit the planned rows, write their months, commit the manifest. Lock held."""
-    window = p.window
-    # Rows the new windows need: the window ending at row `start` begins at start - W + 1.
-    lo = 0 if mode == "full" else max(0, start - window + 1)
-    t2 = time.perf_counter()
-    bar = Progress(-(-len(universe) // ASSET_CHUNK), "fitting", progress)
-    fit = fit_chunks(y.iloc[lo:], x.iloc[lo:], p, bar)
-    timings["fit"] = time.perf_counter() - t2
+def _inputs_moved(manifest: dict, universe: list[str], store_generation: int) -> bool:
+    """Nothing to fit, but the universe or the store's generation changed: record it."""
+    return manifest["universe"] != universe or manifest["inputs"].get("store_generation") != store_generation
 
-    t3 = time.perf_counter()
-    new = fit.index[start - lo:]
-    table = tidy_table(_tail(fit, start - lo))
-    months = split_by_month(table)
-    old_files = {} if (manifest is None or mode == "full") else dict(manifest["files"])
-    generation = (manifest or {}).get("generation", 0) + 1
-    files = dict(old_files)
 
-    def write(item):
-        month, part = item
-        if month in old_files:  # the month already has rows: rewrite it whole, appended
-            part = pa.concat_tables([rs.read_month(old_files[month]), part])
-        return month, rs.write_month(month, part, generation)
-
-    # Parquet encoding and fsync release the GIL: a few threads overlap the many small files.
-    with ThreadPoolExecutor(max_workers=min(4, max(1, len(months)))) as pool:
-        files.update(dict(pool.map(write, months.items())))
-    superseded = sorted({e["file"] for e in (manifest or {}).get("files", {}).values()}
-                        - {e["file"] for e in files.values()})
-
-    # Per-asset estimate counts, for "too few observations" across runs.
-    asset_rows = {} if mode == "full" else dict(manifest.get("asset_rows", {}))
-    has = np.isfinite(fit.coef(fit.terms[0]).to_numpy()[start - lo:]).sum(axis=0)
-    for a, n in zip(universe, has):
-        asset_rows[a] = asset_rows.get(a, 0) + int(n)
-    min_obs = params["min_obs"]
-    outcome.warnings += _warnings(prices, _tail(fit, start - lo), universe, asset_rows, min_obs, p.solver)
-    total = sum(e["rows"] for e in files.values())
-    firsts = [e["first"] for e in files.values()]
-    lasts = [e["last"] for e in files.values()]
-    timings["write"] = time.perf_counter() - t3
+def _assemble(p, plan: Plan, manifest, results: list[GroupResult], reg: Regressors, universe,
+              params, key, generation, store, store_id, store_generation, timings,
+              outcome: RefreshOutcome) -> tuple[dict, list[str]]:
+    """The new manifest from the old one and the tasks' results, and the files it supersedes."""
+    full = plan.mode == "full" or manifest is None
+    files: dict[str, dict[str, dict]] = {} if full else {g: dict(m) for g, m in manifest["files"].items()}
+    superseded: list[str] = []
+    if full and manifest is not None:
+        superseded = [e["file"] for m in manifest["files"].values() for e in m.values()]
+    asset_rows: dict[str, int] = {} if full else dict(manifest.get("asset_rows", {}))
+    task_warnings: list[str] = []
+    max_nobs: dict[str, int] = {}
+    for r in results:
+        months = files.setdefault(str(r.group), {})
+        for month, entry in r.files.items():
+            if entry is None:
+                months.pop(month, None)
+            else:
+                months[month] = entry
+        superseded += r.superseded
+        for a, d in r.asset_rows.items():
+            asset_rows[a] = asset_rows.get(a, 0) + d
+        task_warnings += r.warnings
+        max_nobs.update(r.max_nobs)
+        outcome.rows_written += r.rows_written
+        outcome.files_written += sum(e is not None for e in r.files.values())
+    files = {g: dict(sorted(m.items())) for g, m in sorted(files.items(), key=lambda kv: int(kv[0])) if m}
+    entries = [e for m in files.values() for e in m.values()]
+    terms = results[0].terms if results else manifest["terms"]
+    meta = results[0].meta if results else manifest["meta"]
+    rows = reg.rows
+    first_fit = min((w.first_row for w in plan.work), default=len(rows))
+    outcome.dates_fitted = len(rows) - first_fit if plan.work else 0
+    outcome.assets_fitted = plan.n_assets
     from quantfit import __version__
     now = pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
     new_manifest = {
         "format": FORMAT, "version": VERSION, "key": key, "generation": generation,
         "params": params, "created": (manifest or {}).get("created", now), "updated": now,
-        "package_version": __version__,
-        "settings": fit.settings,
-        "meta": fit.meta.to_dict(),
-        "inputs": {"store": str(Path(p.store).resolve()), "benchmark": p.benchmark if p.factors is None else None,
-                   "factors": p.factors, "store_last": str(prices.index[-1].date())},
-        "universe": universe, "terms": fit.terms,
-        "data": {"first": str(y.index[0].date()), "last": str(y.index[-1].date()), "dates": len(y.index),
-                 "fingerprint": fingerprint(y, x, y.index[-1])},
-        "results": {"first": min(firsts) if firsts else None, "last": max(lasts) if lasts else None,
-                    "rows": total, "months": len(files)},
-        "files": dict(sorted(files.items())),
-        "asset_rows": asset_rows,
-        "last_run": {"mode": mode, "reason": reason, "dates_fitted": len(new),
-                     "first_fitted": str(new[0].date()) if len(new) else None,
-                     "rows_fitted_on": len(fit.index), "rows_written": table.num_rows,
-                     "files_written": len(months), "timings": {k: round(v, 3) for k, v in timings.items()},
-                     "warnings": outcome.warnings},
+        "package_version": __version__, "meta": meta, "terms": terms,
+        "universe": universe, "groups": [{"assets": g} for g in plan.groups],
+        "files": files,
+        "inputs": {"store": str(Path(p.store).resolve()), "store_id": store_id,
+                   "store_generation": store_generation,
+                   "benchmark": p.benchmark if p.factors is None else None, "factors": p.factors},
+        "data": {"first": str(rows[0].date()), "last": str(rows[-1].date()), "dates": len(rows),
+                 "x_months": reg.month_hashes()},
+        "results": {"first": min((e["first"] for e in entries), default=None),
+                    "last": max((e["last"] for e in entries), default=None),
+                    "rows": sum(e["rows"] for e in entries), "files": len(entries)},
+        "asset_rows": {a: n for a, n in sorted(asset_rows.items()) if n},
     }
-    rs.commit(new_manifest, superseded)
-    outcome.dates_fitted, outcome.rows_written = len(new), table.num_rows
-    outcome.files_written, outcome.rows_total = len(months), total
-    outcome.last_date = new_manifest["data"]["last"]
-    log.info("%s: fitted %d date(s) x %d asset(s) (%s to %s); wrote %s rows in %d file(s); %s rows in all",
-             rs.path, len(new), len(universe), new[0].date() if len(new) else "-",
-             new[-1].date() if len(new) else "-", f"{table.num_rows:,}", len(months), f"{total:,}")
+    outcome.warnings += _warnings(store, universe, reg, new_manifest, task_warnings, max_nobs,
+                                  int(params["min_obs"]))
+    new_manifest["last_run"] = {
+        "mode": plan.mode, "reason": plan.reason, "assets_fitted": plan.n_assets,
+        "dates_fitted": outcome.dates_fitted, "first_fitted": None if not plan.work else str(rows[first_fit].date()),
+        "rows_fitted_on": max((r.rows_fitted_on for r in results), default=0),
+        "rows_written": outcome.rows_written, "files_written": outcome.files_written,
+        "timings": {k: round(v, 3) for k, v in timings.items()}, "warnings": outcome.warnings}
+    return new_manifest, superseded
 
 
-def _tail(fit: RollingFit, i: int) -> RollingFit:
-    """The fit restricted to its dates ``i:``."""
-    return fit if i == 0 else fit.isel(dates=slice(i, None))
+def _warnings(store, universe: list[str], reg: Regressors, manifest: dict, task_warnings: list[str],
+              max_nobs: dict[str, int], min_obs: int) -> list[str]:
+    """Per asset, what a human should look at (exit code 1), one line each: no price on the
+    calendar's last date; no estimate at all; the tasks' own (no estimate on the last date,
+    windows that did not converge)."""
+    last = reg.cal[-1]
+    lasts = pd.to_datetime(store.ticker_info(universe)["last"]).reindex(universe)
+    stale = {a for a, d in lasts.items() if d < last}
+    out = [f"{a}: stale price: none on {last.date()} (last {lasts[a].date()})" for a in sorted(stale)]
+    rows = manifest.get("asset_rows", {})
+    never = [a for a in universe if not rows.get(a)]
+    for a in never:
+        most = f"at most {max_nobs[a]} valid rows in a window, " if a in max_nobs else ""
+        out.append(f"{a}: too few observations for any estimate ({most}need {min_obs})")
+    said = stale | set(never)  # one line per asset and problem
+    return out + [w for w in task_warnings if w.split(":", 1)[0] not in said]
 
 
 #: The nightly report shows this many years up to the latest date (all of it is on disk).
 REPORT_YEARS = 10
+#: At most this many assets are drawn in the report's time-series figures (all of them are
+#: in its latest cross-section), so the report costs the same for 20 or 20,000 assets.
+REPORT_ASSETS = 40
 
 
-def _write_report(out: Path, y: pd.DataFrame, x: pd.DataFrame, outcome: RefreshOutcome) -> Path | None:
-    """The HTML report of the latest result set, in ``out/report``; a failure is a warning."""
+def _report_assets(latest) -> list[str] | None:
+    """None (every asset) for small universes; else REPORT_ASSETS assets spread evenly over
+    the latest cross-section of the first factor (lowest to highest β)."""
+    beta = latest.coef(latest.factors[0]).iloc[-1].dropna().sort_values(kind="stable")
+    if len(latest.assets) <= REPORT_ASSETS or len(beta) <= REPORT_ASSETS:
+        return None if len(latest.assets) <= REPORT_ASSETS else list(beta.index)
+    pos = np.linspace(0, len(beta) - 1, REPORT_ASSETS).round().astype(int)
+    return sorted(set(beta.index[pos]))
+
+
+def _write_report(out: Path, ctx: JobContext, outcome: RefreshOutcome) -> Path | None:
+    """The HTML report of the latest result set, in ``out/report``; a failure is a warning.
+
+    Its cost does not grow with the universe: the latest cross-section (one date, every
+    asset: the table and its histogram), ``REPORT_YEARS`` years of a bounded selection of
+    assets (rolling β, heatmap), and the last window of the highest β (scatter).
+    """
     try:
         from quantfit.report import write_html  # imported here: the report is optional to the job
         from quantfit.results_store import read_results
-        fit = read_results(outcome.result_dir, last_years=REPORT_YEARS)
-        xs = x.iloc[:, 0] if x.shape[1] == 1 else x
-        path = write_html(fit, out / "report", y=y, x=xs,
+        last = outcome.last_date
+        latest = read_results(outcome.result_dir, start=last, end=last)
+        fit = read_results(outcome.result_dir, assets=_report_assets(latest),
+                           last_years=REPORT_YEARS)
+        y = x = None
+        if len(latest.factors) == 1 and ctx.window is not None:
+            top = latest.coef(latest.factors[0]).iloc[-1].idxmax()
+            s = max(0, len(ctx.cal) - 1 - ctx.window)
+            y = read_returns(ctx, [str(top)], s)
+            x = pd.Series(ctx.x[s:, 0], index=y.index, name=ctx.factors[0])
+        path = write_html(fit, out / "report", y=y, x=x, cross_section=latest,
                           title=f"quantfit betas ({outcome.key})")
         log.info("report: %s", path)
         return Path(path)

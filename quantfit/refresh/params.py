@@ -44,6 +44,16 @@ class RefreshParams:
         matter to the iterative solvers only; None = the solver's default).
     update : "yfinance" to ingest the latest prices first, or None.
     report : write ``out/report/index.html``.
+    group_size : assets per group, the unit of work (read, fit, write together; one part file
+        per month); None = ``plan.GROUP_SIZE``. Only new groups use it (a full rebuild, added
+        assets); it changes memory and file counts, never the numbers.
+    jobs : group tasks run at once in this process (threads; torch then uses one thread per
+        task); None = one per core, at most ``job.MAX_JOBS``. Peak memory grows with
+        ``jobs × group_size``; the numbers never change.
+    dask : run the group tasks on a Dask cluster: a scheduler address (``tcp://host:8786``)
+        or ``"local:N"`` (a ``LocalCluster`` of N worker processes, started and stopped by the
+        job); see ``quantfit.refresh.distributed``. The store and ``out`` must be on a file
+        system every worker sees.
     store_given : False when ``store`` is the default; only then may an empty store be filled
         with the embedded sample (a mistyped ``--store`` must not silently become the sample).
     """
@@ -69,6 +79,9 @@ class RefreshParams:
     update: str | None = None
     report: bool = True
     store_given: bool = False
+    group_size: int | None = None
+    jobs: int | None = None
+    dask: str | None = None
 
 
 def fit_spec(p: RefreshParams) -> FitSpec:
@@ -121,6 +134,15 @@ def check_params(p: RefreshParams) -> None:
         raise FitError(f"{', '.join(pending)}: valid, but not run by this version of the nightly "
                        f"job yet (qf.fit_rolling has them: freq=, every=, preset=, window='60M'; "
                        f"qf.sources.factor_model for the models)")
+    if p.group_size is not None and not (isinstance(p.group_size, int) and not isinstance(p.group_size, bool)
+                                         and 1 <= p.group_size <= 1_000_000):
+        raise DataError(f"group_size must be an integer in [1, 1000000], got {p.group_size!r}")
+    if p.dask is not None:
+        from quantfit.refresh.distributed import parse_address
+        parse_address(p.dask)
+    if p.jobs is not None and not (isinstance(p.jobs, int) and not isinstance(p.jobs, bool)
+                                   and 1 <= p.jobs <= 256):
+        raise DataError(f"jobs must be an integer in [1, 256], got {p.jobs!r}")
     if p.update not in (None, "yfinance"):
         raise DataError(f"unknown update source {p.update!r}; the only one is 'yfinance'")
     if not p.benchmark:

@@ -84,7 +84,8 @@ def _table_html(table: pd.DataFrame, factors: list[str]) -> str:
 
 
 def write_html(fit: RollingFit, out_dir: str | PathLike, *, y: pd.DataFrame | None = None,
-               x: pd.DataFrame | pd.Series | None = None, title: str | None = None) -> Path:
+               x: pd.DataFrame | pd.Series | None = None, title: str | None = None,
+               cross_section: RollingFit | None = None) -> Path:
     """Write ``out_dir/index.html`` with the report's figures and the latest betas.
 
     Parameters
@@ -96,17 +97,22 @@ def write_html(fit: RollingFit, out_dir: str | PathLike, *, y: pd.DataFrame | No
         are given and x is one factor, the page adds the scatter of the highest-β asset's last
         window (with the robust line when the engine has the Huber loss).
     title : page title (default: "quantfit report").
+    cross_section : a fit whose last date gives the latest table and the cross-section figure
+        (default: ``fit``). The nightly job passes every asset's latest estimates here and a
+        bounded selection of assets as ``fit``, so the page costs the same for 20 or 20,000
+        assets while the table lists them all.
 
     Returns the path of ``index.html``. The page holds, per factor, the rolling β of a handful
     of assets, the latest cross-section and the assets × months heatmap, then a table of the
     latest estimates sorted by β (descending) with SE, R² and nobs.
     """
     fit = check_fit(fit)
+    latest = fit if cross_section is None else check_fit(cross_section)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     e = html.escape
     title = title or "quantfit report"
-    at, table = latest_table(fit)
+    at, table = latest_table(latest)
     factors = fit.factors
     sections: list[str] = []
 
@@ -120,7 +126,7 @@ def write_html(fit: RollingFit, out_dir: str | PathLike, *, y: pd.DataFrame | No
         figure(f"beta_{tag}.png", f"Rolling β on {f}",
                lambda p, f=f: plot_beta(fit, term=f, path=p))
         figure(f"distribution_{tag}.png", f"Cross-section of β on {f}",
-               lambda p, f=f: plot_beta_distribution(fit, term=f, path=p))
+               lambda p, f=f: plot_beta_distribution(latest, term=f, path=p))
         figure(f"heatmap_{tag}.png", f"β on {f}, assets × months",
                lambda p, f=f: plot_beta_heatmap(fit, term=f, path=p))
     if y is not None and x is not None and len(factors) == 1 and len(table):
@@ -132,12 +138,12 @@ def write_html(fit: RollingFit, out_dir: str | PathLike, *, y: pd.DataFrame | No
 
     s = fit.meta.spec
     win = "expanding" if s.window.expanding else f"window {s.window.length} rows"
-    missing = [str(a) for a in fit.assets if a not in table.index]
+    missing = [str(a) for a in latest.assets if a not in table.index]
     note = (f"<p class=\"meta\">No estimate on {fmt_date(at)}: {e(', '.join(missing))}</p>"
             if missing else "")
     body = "\n".join([
         f"<h1>{e(title)}</h1>",
-        f"<p class=\"meta\">{len(fit.assets)} assets, {len(fit.index)} dates "
+        f"<p class=\"meta\">{len(latest.assets)} assets, {len(fit.index)} dates "
         f"({e(fmt_date(fit.index[0]))} to {e(fmt_date(fit.index[-1]))}); "
         f"terms {e(', '.join(fit.terms))}; {e(win)}, solver {e(s.solver.name)}, "
         f"loss {e(s.estimator.loss)}; quantfit {e(__version__)}</p>",

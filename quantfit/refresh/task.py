@@ -1,0 +1,232 @@
+"""The nightly job's unit of work: one asset group, read → returns → fit → part files.
+
+``run_group(ctx, work, old)`` needs only the store path, the result set path, the group's
+assets and the rows to refit (``GroupWork``), the fit options and the regressors (a few
+hundred kilobytes in ``JobContext``), and the manifest entries of the group's months it
+rewrites. It writes new part files into the result set directory and returns small metadata
+(``GroupResult``: file entries, row counts, warnings); it never commits. So the same call runs
+in the driver process or as a Dask task on another machine that sees the same file system;
+the driver alone validates and commits the manifest. Its memory is bounded by the group.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from quantfit.refresh.plan import GroupWork
+from quantfit.results import RollingFit, WindowColumns
+from quantfit.results_store import ResultSet, merge_month, month_tables
+from quantfit.spec import FitSpec
+
+#: Threads writing a group's month files (parquet encoding and fsync release the GIL).
+WRITE_THREADS = 3
+#: Dates converted to rows at a time (whole months, at least this many rows).
+SLAB_ROWS = 256
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What every task of one refresh shares (picklable, small).
+
+    cal : (n + 1,) datetime64[D] price dates; rows are ``cal[1:]``.
+    x : (n, k) float64 factor returns on the rows; factors : their names.
+    rf : (n,) float64 risk-free rate subtracted from the asset returns, or None.
+    spec : the fit's validated options (``quantfit.spec.FitSpec``), ``min_obs`` its resolved
+        row count.
+    """
+
+    store: str
+    result_dir: str
+    generation: int
+    cal: np.ndarray
+    x: np.ndarray
+    factors: tuple[str, ...]
+    rf: np.ndarray | None
+    spec: FitSpec
+    min_obs: int
+
+    @property
+    def window(self) -> int | None:
+        return self.spec.window.length
+
+    def rows(self) -> pd.DatetimeIndex:
+        return pd.DatetimeIndex(self.cal[1:].astype("datetime64[us]"), name="date")
+
+
+@dataclass
+class GroupResult:
+    """What a task hands back to the driver (no arrays of the universe's size)."""
+
+    group: int
+    files: dict[str, dict] = field(default_factory=dict)  # month -> new manifest entry
+    superseded: list[str] = field(default_factory=list)  # files the new entries replace
+    rows_written: int = 0
+    rows_fitted_on: int = 0  # return rows read and fitted (the tail on an incremental night)
+    asset_rows: dict[str, int] = field(default_factory=dict)  # estimate count change per asset
+    terms: list[str] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)  # the fit's metadata (FitMeta.to_dict())
+    warnings: list[str] = field(default_factory=list)
+    max_nobs: dict[str, int] = field(default_factory=dict)  # refitted assets without an estimate
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def read_returns(ctx: JobContext, assets: list[str], s: int) -> pd.DataFrame:
+    """Returns of ``assets`` on rows ``s:`` (prices read from calendar date ``cal[s]`` on)."""
+    from quantfit.data import PriceStore
+    from quantfit.data import returns as to_returns
+    cal = pd.DatetimeIndex(ctx.cal[s:].astype("datetime64[us]"), name="date")
+    px = PriceStore(ctx.store).prices(assets, start=cal[0], end=cal[-1]).reindex(cal)
+    y = to_returns(px)
+    if ctx.rf is not None:
+        y = y.sub(ctx.rf[s:], axis=0)
+    return y
+
+
+def _fit(ctx: JobContext, y: pd.DataFrame, s: int) -> RollingFit:
+    from quantfit.fit import fit_rolling
+    x = pd.DataFrame(ctx.x[s:], index=y.index, columns=list(ctx.factors))
+    return fit_rolling(y, x.iloc[:, 0] if x.shape[1] == 1 else x, spec=ctx.spec)
+
+
+def _rows(w: WindowColumns, keep: np.ndarray) -> WindowColumns:
+    """The windows of ``w`` where ``keep`` (n,) is True."""
+    return replace(w, **{f: getattr(w, f)[keep] for f in (
+        "date_pos", "asset_pos", "estimate", "std_error", "r2", "resid_vol", "nobs",
+        "converged", "n_iter")})
+
+
+def run_group(ctx: JobContext, work: GroupWork, old: dict[str, dict]) -> GroupResult:
+    """Refit ``work.fit_from``'s assets and write their group's new month files (see module).
+
+    ``old`` : the group's committed manifest entries by month (empty for a fresh group).
+    """
+    t0 = time.perf_counter()
+    res = GroupResult(group=work.group)
+    first = work.first_row
+    # Rows the windows need: the window ending at row r starts at r - W + 1.
+    s = 0 if work.fresh or ctx.window is None else max(0, first - ctx.window + 1)
+    y = read_returns(ctx, list(work.fit_from), s)
+    t1 = time.perf_counter()
+    fit = _fit(ctx, y, s)
+    t2 = time.perf_counter()
+    names = [str(a) for a in fit.assets]
+    res.terms, res.meta, res.rows_fitted_on = list(fit.terms), fit.meta.to_dict(), len(y)
+    # Each asset's first refitted row (in the fit's rows): windows before it keep their
+    # committed rows, so they are left out of what is written.
+    starts = np.array([work.fit_from[a] - s for a in names], dtype=np.int64)
+    res.warnings, res.max_nobs = _warnings(ctx, fit, starts, y.iloc[-1].notna().to_numpy())
+    pos = {a: i for i, a in enumerate(work.assets)}
+    codes = np.array([pos[a] for a in names], dtype=np.int32)
+    dictionary = pa.array(list(work.assets), pa.string())
+    rs = ResultSet(ctx.result_dir)
+    days = fit.index.values.astype("datetime64[D]").astype(np.int64)
+    # Old rows of a refitted asset from its first refitted date on are superseded, also where
+    # the new fit has no estimate any more.
+    replace_from = {} if work.fresh else {int(c): int(days[st]) for c, st in zip(codes, starts)}
+    delta = np.zeros(len(work.assets), dtype=np.int64)  # estimate count change per asset
+    n = len(work.assets)
+
+    def write(month: str, new: pa.Table | None):
+        entry = old.get(month)
+        table, change = new, np.zeros(n, dtype=np.int64)
+        if entry is not None:
+            prior = rs.read_part(entry)
+            table = merge_month(prior, new if new is not None else prior.slice(0, 0), replace_from)
+            if new is None and table.num_rows == prior.num_rows:
+                return month, entry, 0, change  # nothing of this month changed after all
+            change -= np.bincount(_codes(prior), minlength=n)
+        change += np.bincount(_codes(table), minlength=n)
+        done = rs.write_part(work.group, month, table, ctx.generation) if table.num_rows else None
+        return month, done, 0 if new is None else new.num_rows, change
+
+    tables = _month_tables(fit, starts, codes, dictionary)
+    new_months: set[str] = set()
+    with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
+        for month, entry, n_new, change in bounded_map(pool, write, tables, 2 * WRITE_THREADS):
+            new_months.add(month)
+            delta += change
+            _record(res, old, month, entry, n_new)
+        # Months without new rows that still hold superseded rows of a refitted asset.
+        if replace_from:
+            cut = str(np.datetime64(min(replace_from.values()), "D"))
+            stale = [(m, None) for m, e in old.items() if m not in new_months and e["last"] >= cut]
+            for month, entry, n_new, change in bounded_map(pool, write, stale, 2 * WRITE_THREADS):
+                delta += change
+                _record(res, old, month, entry, n_new)
+    res.asset_rows = {a: int(delta[i]) for i, a in enumerate(work.assets) if delta[i]}
+    res.timings = {"read": t1 - t0, "fit": t2 - t1, "write": time.perf_counter() - t2}
+    return res
+
+
+def _month_tables(fit: RollingFit, starts: np.ndarray, codes: np.ndarray, dictionary: pa.Array):
+    """The fit's windows from each asset's start row on (``RollingFit.windows()``, the one
+    conversion to rows), cut into month tables, converted a slab of whole months at a time:
+    the temporaries stay small (cache-sized, recycled by the allocator) whatever the history."""
+    t_first = int(starts.min())
+    months = fit.index[t_first:].values.astype("datetime64[M]")
+    cuts = t_first + np.flatnonzero(np.r_[True, months[1:] != months[:-1]])
+    bounds = [int(c) for c in cuts] + [len(fit.index)]
+    a = bounds[0]
+    while a < len(fit.index):
+        b = next((e for e in bounds if e - a >= SLAB_ROWS), bounds[-1])  # whole months
+        w = fit.isel(dates=slice(a, b)).windows()
+        if (starts > a).any():
+            w = _rows(w, w.date_pos + a >= starts[w.asset_pos])
+        yield from month_tables(w, codes, dictionary)
+        a = b
+
+
+def _record(res: GroupResult, old: dict[str, dict], month: str, entry: dict | None, n_new: int) -> None:
+    """Note a month's new entry (None: the month has no rows any more) in the result."""
+    if month in old and entry is old[month]:
+        return  # unchanged
+    res.files[month] = entry
+    res.rows_written += n_new
+    if month in old:
+        res.superseded.append(old[month]["file"])
+
+
+def bounded_map(pool: ThreadPoolExecutor, fn, items, max_pending: int):
+    """``fn(*item)`` for each item on ``pool``, in order, with at most ``max_pending`` items
+    in flight, so a generator of large items is never materialized at once."""
+    pending: list = []
+    for item in items:
+        pending.append(pool.submit(fn, *item))
+        if len(pending) >= max_pending:
+            yield pending.pop(0).result()
+    for fut in pending:
+        yield fut.result()
+
+
+def _codes(table: pa.Table) -> np.ndarray:
+    return table.column("asset").combine_chunks().indices.to_numpy(zero_copy_only=False)
+
+
+def _warnings(ctx: JobContext, fit: RollingFit, starts: np.ndarray,
+              has_last: np.ndarray) -> tuple[list[str], dict[str, int]]:
+    """Per asset, what a human should look at: no estimate on the last date although the
+    asset has a return there; refitted windows an iterative solver did not converge on. And
+    the most valid rows of a window, for refitted assets without any estimate."""
+    out = []
+    names = [str(a) for a in fit.assets]
+    est = np.isfinite(fit.coef(fit.terms[0]).to_numpy())  # (T, A)
+    nobs = fit.nobs.to_numpy()
+    refit = np.arange(len(fit.index))[:, None] >= starts[None, :]
+    last_day = str(fit.index[-1].date())
+    for i in np.flatnonzero(~est[-1] & has_last):
+        out.append(f"{names[i]}: no estimate on {last_day} ({int(nobs[-1, i])} valid rows "
+                   f"in the window, need {ctx.min_obs})")
+    if ctx.spec.solver.name != "newton":
+        bad = ((est | (nobs >= ctx.min_obs)) & refit & ~fit.converged.to_numpy()).sum(axis=0)
+        for i in np.flatnonzero(bad):
+            k = int(bad[i])
+            out.append(f"{names[i]}: {k} window{'s' if k > 1 else ''} did not converge "
+                       f"(solver {ctx.spec.solver.name})")
+    none = ~(est & refit).any(axis=0)
+    return out, {names[i]: int(nobs[:, i].max(initial=0)) for i in np.flatnonzero(none)}
