@@ -85,6 +85,15 @@ def period_end_rows(index: pd.Index, every: Freq) -> np.ndarray:
     return np.r_[last, len(labels) - 1].astype(np.int64) if len(labels) else last
 
 
+def period_start_rows(index: pd.Index, every: Freq) -> np.ndarray:
+    """(T,) int64: for each of dates in increasing order, the first row of its ``every``
+    period."""
+    idx = _wall_dates(_dates(index, f"every={every!r}"))
+    labels = period_ends(idx, every).asi8
+    new = np.r_[True, labels[1:] != labels[:-1]] if len(labels) else np.zeros(0, bool)
+    return np.maximum.accumulate(np.where(new, np.arange(len(labels)), 0)).astype(np.int64)
+
+
 def to_frequency(frame: pd.DataFrame, freq: Freq, kind: Literal["simple", "log"],
                  what: str) -> pd.DataFrame:
     """``frame`` (dates × columns) as ``freq`` returns: used as it is when already there,

@@ -138,10 +138,8 @@ def test_refresh_builds_the_same_spec(data):
     (["--model", "ff3", "--factors", "f.csv"], "not both"),
     (["--preset", "barra"], "unknown preset 'barra'"),
     (["--window", "60M", "--min-obs", "70", "--freq", "M"], "larger than the 60 rows"),
-    # valid, but the job does not run them yet
-    (["--model", "FF3", "--freq", "M", "--window", "60M", "--every", "M"],
-     "--model, --freq, --every, a calendar --window: valid, but not run by this version"),
-    (["--preset", "bloomberg"], "--freq, --preset, a calendar --window: valid, but not run"),
+    (["--model", "ff3", "--freq", "W"], "daily or monthly; use --freq M"),
+    (["--factors", "f.csv", "--freq", "M"], "do not compound"),
 ])
 def test_refresh_refuses_bad_fit_options_up_front(tmp_path, capsys, argv, match):
     """Exit 2, one line 'quantfit: error: ...', no traceback, nothing written (not even the

@@ -113,10 +113,6 @@ def model_freq(spec: FitSpec) -> str:
     return "M" if spec.sampling.freq == "M" else "D"
 
 
-#: Options the nightly job does not run yet: they are parsed and checked, then refused.
-JOB_PENDING = ("--model", "--freq", "--every", "--preset", "a calendar --window")
-
-
 def check_params(p: RefreshParams) -> None:
     """Validate the parameters before any work; ``FitError``/``DataError`` name the problem.
 
@@ -124,16 +120,15 @@ def check_params(p: RefreshParams) -> None:
     presence on this machine included); the rest here."""
     spec = fit_spec(p)
     spec.compute.resolve()
-    model_name(p)
+    freq = spec.sampling.freq
+    if model_name(p) is not None and freq in ("W", "Q"):
+        raise DataError(f"--model with --freq {freq}: the Ken French files are daily or monthly; "
+                        f"use --freq M (monthly files) or no --freq (daily files)")
+    if p.factors is not None and freq is not None:
+        raise DataError(f"--factors (a daily file) with --freq {freq}: daily excess returns do not "
+                        f"compound to {freq} excess returns; use --model NAME --freq M")
     if not isinstance(p.factors_dir, str) or not p.factors_dir:
         raise DataError(f"factors_dir must be a folder name, got {p.factors_dir!r}")
-    pending = [name for name, used in zip(JOB_PENDING, (
-        p.model is not None, spec.sampling.freq is not None, spec.sampling.every is not None,
-        p.preset is not None, spec.window.lookback is not None)) if used]
-    if pending:
-        raise FitError(f"{', '.join(pending)}: valid, but not run by this version of the nightly "
-                       f"job yet (qf.fit_rolling has them: freq=, every=, preset=, window='60M'; "
-                       f"qf.sources.factor_model for the models)")
     if p.group_size is not None and not (isinstance(p.group_size, int) and not isinstance(p.group_size, bool)
                                          and 1 <= p.group_size <= 1_000_000):
         raise DataError(f"group_size must be an integer in [1, 1000000], got {p.group_size!r}")

@@ -34,11 +34,14 @@ SLAB_ROWS = 256
 class JobContext:
     """What every task of one refresh shares (picklable, small).
 
-    cal : (n + 1,) datetime64[D] price dates; rows are ``cal[1:]``.
+    cal : (m,) datetime64[D] price dates (the daily calendar prices are read on).
     x : (n, k) float64 factor returns on the rows; factors : their names.
     rf : (n,) float64 risk-free rate subtracted from the asset returns, or None.
     spec : the fit's validated options (``quantfit.spec.FitSpec``), ``min_obs`` its resolved
         row count.
+    row_dates : (n,) datetime64[D] the fit's rows: ``cal[1:]`` (None), or the periods of
+        ``freq`` (labelled by their calendar ends), to which the assets' daily returns on
+        ``cal`` are compounded.
     """
 
     store: str
@@ -50,13 +53,27 @@ class JobContext:
     rf: np.ndarray | None
     spec: FitSpec
     min_obs: int
+    row_dates: np.ndarray | None = None
+    freq: str | None = None
 
     @property
-    def window(self) -> int | None:
+    def window(self) -> int | str | None:
         return self.spec.window.length
 
     def rows(self) -> pd.DatetimeIndex:
-        return pd.DatetimeIndex(self.cal[1:].astype("datetime64[us]"), name="date")
+        dates = self.cal[1:] if self.row_dates is None else self.row_dates
+        return pd.DatetimeIndex(dates.astype("datetime64[us]"), name="date")
+
+    def window_start(self, r: int) -> int:
+        """The first row of the window ending at row ``r`` (rows, a calendar lookback, or 0
+        for expanding windows): the rows a refit from ``r`` on must read."""
+        w = self.spec.window
+        if w.expanding:
+            return 0
+        if w.lookback is not None:
+            from quantfit.sampling import window_starts
+            return int(window_starts(self.rows(), w.lookback)[r])
+        return max(0, r - int(w.length) + 1)
 
 
 @dataclass
@@ -77,12 +94,24 @@ class GroupResult:
 
 
 def read_returns(ctx: JobContext, assets: list[str], s: int) -> pd.DataFrame:
-    """Returns of ``assets`` on rows ``s:`` (prices read from calendar date ``cal[s]`` on)."""
-    from quantfit.data import PriceStore
+    """Returns of ``assets`` on rows ``s:`` (prices read from calendar date ``cal[s]`` on); with
+    ``ctx.freq``, daily returns on the calendar compounded to the rows' periods (read from the
+    period before row ``s``, so that row ``s``'s period is never an edge ``qf.compound`` would
+    judge partial), in excess of the period's rate."""
+    from quantfit.data import PriceStore, compound
     from quantfit.data import returns as to_returns
-    cal = pd.DatetimeIndex(ctx.cal[s:].astype("datetime64[us]"), name="date")
+    if ctx.freq is None:
+        i0, rows = s, None
+    else:
+        from quantfit.data.frequency import FREQS
+        rows = ctx.rows()[s:]
+        before = (pd.Period(rows[0], FREQS[ctx.freq]) - 1).start_time
+        i0 = max(0, int(np.searchsorted(ctx.cal, np.datetime64(before.date(), "D"))) - 1)
+    cal = pd.DatetimeIndex(ctx.cal[i0:].astype("datetime64[us]"), name="date")
     px = PriceStore(ctx.store).prices(assets, start=cal[0], end=cal[-1]).reindex(cal)
     y = to_returns(px)
+    if rows is not None:
+        y = compound(y, ctx.freq).reindex(rows)
     if ctx.rf is not None:
         y = y.sub(ctx.rf[s:], axis=0)
     return y
@@ -108,27 +137,38 @@ def run_group(ctx: JobContext, work: GroupWork, old: dict[str, dict]) -> GroupRe
     """
     t0 = time.perf_counter()
     res = GroupResult(group=work.group)
-    first = work.first_row
-    # Rows the windows need: the window ending at row r starts at r - W + 1.
-    s = 0 if work.fresh or ctx.window is None else max(0, first - ctx.window + 1)
-    y = read_returns(ctx, list(work.fit_from), s)
+    rows = ctx.rows()
+    fit_from = dict(work.fit_from)
+    every = ctx.spec.sampling.every
+    if every is not None and not work.fresh:
+        # An estimate per period, dated on its last row so far: refit from the start of the
+        # period, so the new last row's estimate replaces the one the period had.
+        from quantfit.sampling import period_start_rows
+        first_of = period_start_rows(rows, every)
+        fit_from = {a: int(first_of[r]) for a, r in fit_from.items()}
+    first = min(fit_from.values())
+    # Rows the windows need: from the start of the window ending at the first refitted row.
+    s = 0 if work.fresh else ctx.window_start(first)
+    y = read_returns(ctx, list(fit_from), s)
     t1 = time.perf_counter()
     fit = _fit(ctx, y, s)
     t2 = time.perf_counter()
     names = [str(a) for a in fit.assets]
     res.terms, res.meta, res.rows_fitted_on = list(fit.terms), fit.meta.to_dict(), len(y)
-    # Each asset's first refitted row (in the fit's rows): windows before it keep their
-    # committed rows, so they are left out of what is written.
-    starts = np.array([work.fit_from[a] - s for a in names], dtype=np.int64)
+    # Each asset's first refitted date, and its position among the fit's dates (every row, or
+    # the period ends): windows before it keep their committed rows, so they are left out of
+    # what is written.
+    start_days = rows.values[[fit_from[a] for a in names]].astype("datetime64[D]").astype(np.int64)
+    days = fit.index.values.astype("datetime64[D]").astype(np.int64)
+    starts = np.searchsorted(days, start_days, side="left").astype(np.int64)
     res.warnings, res.max_nobs = _warnings(ctx, fit, starts, y.iloc[-1].notna().to_numpy())
     pos = {a: i for i, a in enumerate(work.assets)}
     codes = np.array([pos[a] for a in names], dtype=np.int32)
     dictionary = pa.array(list(work.assets), pa.string())
     rs = ResultSet(ctx.result_dir)
-    days = fit.index.values.astype("datetime64[D]").astype(np.int64)
     # Old rows of a refitted asset from its first refitted date on are superseded, also where
     # the new fit has no estimate any more.
-    replace_from = {} if work.fresh else {int(c): int(days[st]) for c, st in zip(codes, starts)}
+    replace_from = {} if work.fresh else {int(c): int(d) for c, d in zip(codes, start_days)}
     delta = np.zeros(len(work.assets), dtype=np.int64)  # estimate count change per asset
     n = len(work.assets)
 
