@@ -42,6 +42,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "spec": ("quantfit.spec", None),  # WindowSpec, EstimatorSpec, SolverSpec, ComputeSpec, ...
     "transforms": ("quantfit.transforms", None),  # welch_winsorize, dimson_lags
     "adjust": ("quantfit.adjust", None),
+    "presets": ("quantfit.presets", None),  # named beta definitions: PRESETS, get
     "report": ("quantfit.report", None),
     "read_betas": ("quantfit.results_store", "read_betas"),  # nightly results of `quantfit refresh`
     "read_results": ("quantfit.results_store", "read_results"),
@@ -50,7 +51,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 __all__ += list(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from quantfit import adjust, report, spec, transforms
+    from quantfit import adjust, presets, report, spec, transforms
     from quantfit.fit import fit_rolling
     from quantfit.results import FitMeta, RollingFit
     from quantfit.results_store import read_betas, read_results

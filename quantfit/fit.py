@@ -13,6 +13,7 @@ Anything that is not a number (timedelta, datetime, complex, text) is refused wi
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -22,43 +23,79 @@ import torch
 from quantfit.engine import RollingSpec, rolling_regression
 from quantfit.errors import FitError
 from quantfit.results import FitMeta, RollingFit
-from quantfit.spec import ComputeSpec, EstimatorSpec, FitSpec, PerAssetPrior, TransformSpec
+from quantfit.sampling import period_end_rows, to_frequency, window_starts
+from quantfit.spec import (
+    DEFAULT_WINDOW,
+    ComputeSpec,
+    EstimatorSpec,
+    FitSpec,
+    PerAssetPrior,
+    SamplingSpec,
+    TransformSpec,
+)
 from quantfit.transforms import dimson_lags, lag_name, market_column, welch_winsorize
 
 #: Terms fit_rolling names itself: factors may not be called this.
 RESERVED = ("alpha", "beta_dimson")
-_DEFAULTS = dict(min_obs=None, halflife=None, intercept=True, loss="mse", tol=None,
-                 max_iter=None, device="auto", dtype=None, chunk_size=None, huber_t=1.345,
-                 prior=None, prior_strength=0.0, winsorize=None, market=None, lags=0,
-                 history=False)
+
+
+class _Default:
+    """A keyword's default value, told apart from the same value given explicitly: only given
+    keywords override a preset's (and conflict with ``spec=``). Shows as the value itself."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+# fit_rolling's defaults (one object each: ``isinstance(v, _Default)`` tells them apart)
+_NONE = _Default(None)
+_TRUE = _Default(True)
+_FALSE = _Default(False)
+_MSE = _Default("mse")
+_AUTO = _Default("auto")
+_HUBER_T = _Default(1.345)
+_ZERO = _Default(0.0)
+_NO_LAGS = _Default(0)
+_SIMPLE = _Default("simple")
 
 
 def fit_rolling(
     y: Any,
     x: Any,
-    window: Any = 252,
+    window: Any = DEFAULT_WINDOW,
     *,
-    min_obs: int | None = None,
+    min_obs: int | None = _NONE,
     expanding: bool = False,
-    halflife: float | None = None,
-    intercept: bool = True,
+    halflife: float | None = _NONE,
+    intercept: bool = _TRUE,
     solver: Any = "newton",
-    loss: str = "mse",
-    tol: float | None = None,
-    max_iter: int | None = None,
-    device: str | torch.device = "auto",
-    dtype: torch.dtype | str | None = None,
-    chunk_size: int | None = None,
-    huber_t: float = 1.345,
-    prior: Any = None,
-    prior_strength: float = 0.0,
-    winsorize: str | None = None,
-    market: str | None = None,
-    lags: int = 0,
-    history: bool = False,
+    loss: str = _MSE,
+    tol: float | None = _NONE,
+    max_iter: int | None = _NONE,
+    device: str | torch.device = _AUTO,
+    dtype: torch.dtype | str | None = _NONE,
+    chunk_size: int | None = _NONE,
+    huber_t: float = _HUBER_T,
+    prior: Any = _NONE,
+    prior_strength: float = _ZERO,
+    winsorize: str | None = _NONE,
+    market: str | None = _NONE,
+    lags: int = _NO_LAGS,
+    history: bool = _FALSE,
+    freq: str | None = _NONE,
+    kind: str = _SIMPLE,
+    every: str | None = _NONE,
+    adjust: str | None = _NONE,
+    preset: str | None = None,
     estimator: EstimatorSpec | None = None,
     compute: ComputeSpec | None = None,
     transforms: TransformSpec | None = None,
+    sampling: SamplingSpec | None = None,
     spec: FitSpec | None = None,
 ) -> RollingFit:
     """Regress every column of ``y`` on the factors ``x`` over trailing windows of rows.
@@ -75,12 +112,17 @@ def fit_rolling(
         polars DataFrame with a date column (named ``date``, or its only date column).
     x : DataFrame (dates × factors) or Series (one factor, named by the Series' name), or a
         polars DataFrame as y; aligned to ``y``'s dates (dates missing in x are missing rows).
-    window : rows per window W (``None`` with ``expanding=True``), or a ``qf.spec.WindowSpec``.
+    window : rows per window W; or a calendar lookback ``"60M"``, ``"2Y"``, ``"104W"``,
+        ``"365D"`` (the rows dated in (t − lookback, t]; months and years by calendar, see
+        ``quantfit.sampling``; needs a DatetimeIndex); ``None`` with ``expanding=True``; or a
+        ``qf.spec.WindowSpec``.
     min_obs : valid rows needed for an estimate; default W (pandas' ``min_periods``), or p (the
-        number of parameters) when expanding. Must satisfy p ≤ min_obs ≤ W.
+        number of parameters) when expanding. Must satisfy p ≤ min_obs ≤ W. A calendar window
+        needs it, unless ``freq`` makes its rows a known number of periods ("60M" at
+        ``freq="M"``: 60).
     expanding : use all rows up to t (requires ``window=None``).
-    halflife : weight each row by ``0.5 ** (age / halflife)``, age 0 for row t (WLS); at least
-        0.01 rows.
+    halflife : weight each row by ``0.5 ** (age / halflife)``, age 0 for row t (WLS), in rows
+        (periods with ``freq``); at least 0.01 rows.
     intercept : fit α (term ``"alpha"``).
     solver : ``"newton"`` (exact normal equations, default), or the first-order ``"gd"``,
         ``"adam"``, ``"lbfgs"`` (cold start, per-window convergence; see ``converged``); or a
@@ -103,43 +145,66 @@ def fit_rolling(
         slopes), the posterior standard deviation under β ~ N(b0, σ²/λ).
     winsorize : ``"welch"``: clip each asset's return to between −2 and +4 times the market's
         return that date first (``qf.transforms.welch_winsorize``).
-    market : the market factor for ``winsorize`` and ``lags`` (default: the only factor).
+    market : the market factor for ``winsorize``, ``lags`` and ``adjust`` (default: the only
+        factor).
     lags : Dimson (1979) beta: add the market lagged 1..L rows as regressors
         (``qf.transforms.dimson_lags``); ``fit.beta`` is then the summed market coefficient
         (term ``"beta_dimson"``, SE from the full covariance), each lag via ``fit.coef``.
     history : record ``fit.history``: the mean loss (½·RSS, + the penalty; Huber's loss for
         huber) over the estimated windows after each iteration (1-D float64 array).
-    estimator, compute, transforms : ``qf.spec`` objects instead of their flat keywords.
+    freq : ``"W"`` (weeks ending Friday), ``"M"`` (months), ``"Q"`` (quarters): compound y and x
+        to returns of that frequency first, on the same calendar periods (``qf.compound``;
+        a period with a missing day is NaN for that column, partial first and last periods
+        are dropped); inputs already at that frequency, dated on the periods' calendar ends
+        (``qf.compound``'s output, monthly Ken French factors), are used as they are. Pass raw
+        returns: compounded daily excess returns are not monthly excess returns.
+    kind : ``"simple"`` (∏(1 + r) − 1, default) or ``"log"`` (Σ r) returns, for ``freq``.
+    every : ``"W"``, ``"M"``, ``"Q"``: estimate only the windows ending on the last date of the
+        input in each period (the last trading day, not the calendar end); the result has
+        those dates only. Equal to the fit at every date sampled there, computed only there.
+    adjust : ``"blume"``: also report the Blume-adjusted beta 0.67·β + 0.33
+        (``fit.beta_adjusted``, formed on access).
+    preset : a named beta definition (``quantfit.presets``: ``"bloomberg"``, ``"monthly60"``,
+        ``"ewma"``, ``"welch"``); any option given here overrides the preset's.
+    estimator, compute, transforms, sampling : ``qf.spec`` objects instead of their flat
+        keywords.
     spec : a whole ``qf.spec.FitSpec`` instead of every option above.
+
+    With ``freq`` or ``every`` the result's dates are in increasing order; otherwise they are
+    the caller's.
     """
-    given = {k: v for k, v in dict(
-        min_obs=min_obs, halflife=halflife, intercept=intercept, loss=loss, tol=tol,
-        max_iter=max_iter, device=device, dtype=dtype, chunk_size=chunk_size, huber_t=huber_t,
-        prior=prior, prior_strength=prior_strength, winsorize=winsorize, market=market,
-        lags=lags, history=history).items() if not _is_default(k, v)}
+    flat = dict(min_obs=min_obs, halflife=halflife, intercept=intercept, loss=loss, tol=tol,
+                max_iter=max_iter, device=device, dtype=dtype, chunk_size=chunk_size,
+                huber_t=huber_t, prior=prior, prior_strength=prior_strength,
+                winsorize=winsorize, market=market, lags=lags, history=history, freq=freq,
+                kind=kind, every=every, adjust=adjust)
+    given = {k: v for k, v in flat.items() if not isinstance(v, _Default)}
     if spec is not None:
         if not isinstance(spec, FitSpec):
             raise FitError(f"spec must be a qf.spec.FitSpec, got {type(spec).__name__}")
-        if given or expanding or solver != "newton" or window != 252 or estimator or compute \
-                or transforms:
+        if given or expanding or solver != "newton" or window is not DEFAULT_WINDOW \
+                or estimator or compute or transforms or sampling or preset is not None:
             raise FitError("spec= replaces every other option of fit_rolling; give one or the other")
     else:
         spec = FitSpec.from_kwargs(window, expanding=expanding, solver=solver, estimator=estimator,
-                                   compute=compute, transforms=transforms, **given)
+                                   compute=compute, transforms=transforms, sampling=sampling,
+                                   preset=preset, **given)
     if isinstance(spec.estimator.prior, PerAssetPrior):
         raise FitError("prior: a stored description of a per-asset prior cannot be fitted; "
                        "pass the Series or DataFrame")
     dev, dt = spec.compute.resolve()
 
-    Y, X, order = _inputs(y, x)
+    Y, X, order = _inputs(y, x, spec.sampling)
     tr = spec.transforms
     factors = list(X.columns)
     mkt = None
-    if tr.winsorize or tr.lags:
-        mkt = market_column(factors, tr.market,
-                            "winsorize='welch'" if tr.winsorize else "lags=")
-        spec = FitSpec(spec.window, spec.estimator, spec.solver, spec.compute,
-                       TransformSpec(tr.winsorize, mkt, tr.lags))
+    if tr.winsorize or tr.lags or (spec.estimator.adjust and tr.market is not None):
+        what = "winsorize='welch'" if tr.winsorize else ("lags=" if tr.lags else "adjust=")
+        mkt = market_column(factors, tr.market, what)
+        spec = replace(spec, transforms=TransformSpec(tr.winsorize, mkt, tr.lags))
+    elif spec.estimator.adjust and len(factors) != 1:
+        raise FitError(f"adjust={spec.estimator.adjust!r} adjusts the market beta: name it with "
+                       f"market= (one of {factors})")
     if tr.winsorize == "welch":
         Y = welch_winsorize(Y, X[mkt])
     if tr.lags:
@@ -159,11 +224,19 @@ def fit_rolling(
     elif est.prior is not None:
         _prior(est.prior, Y.columns, factors)  # checked even when it has no effect
     w = spec.window
+    starts = ends = None
+    if w.lookback is not None:  # calendar window: its first row per date
+        starts = window_starts(Y.index, w.lookback)
+    if spec.sampling.every is not None:  # period ends only: windows are first and last rows
+        ends = period_end_rows(Y.index, spec.sampling.every)
+        starts = None if starts is None else starts[ends]
     engine_spec = RollingSpec(
-        window=w.length, min_obs=w.min_obs, halflife=w.halflife, intercept=est.intercept,
+        window=w.rows, min_obs=w.min_obs, halflife=w.halflife, intercept=est.intercept,
         loss=est.loss, solver=spec.solver.name, tol=spec.solver.tol,
         max_iter=spec.solver.max_iter, chunk_size=spec.compute.chunk_size, huber_t=est.huber_t,
-        prior=b0, prior_strength=est.prior_strength, sums=sums, history=spec.solver.history)
+        prior=b0, prior_strength=est.prior_strength, sums=sums, history=spec.solver.history,
+        starts=None if starts is None else torch.from_numpy(starts),
+        ends=None if ends is None else torch.from_numpy(ends))
     with warnings.catch_warnings():
         # pandas hands out read-only views (copy-on-write); the engine never writes to y or x.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
@@ -173,29 +246,17 @@ def fit_rolling(
     terms = (["alpha"] if est.intercept else []) + factors + (["beta_dimson"] if tr.lags else [])
     meta = FitMeta(spec=spec, device=str(dev), dtype=str(dt).replace("torch.", ""),
                    derived=("beta_dimson",) if tr.lags else (),
-                   beta_term="beta_dimson" if tr.lags else None)
+                   beta_term="beta_dimson" if tr.lags else None, preset=preset)
     fit = RollingFit(
-        index=Y.index, assets=Y.columns, terms=terms, coef=out.coef.numpy(),
+        index=Y.index if ends is None else Y.index[ends], assets=Y.columns, terms=terms, coef=out.coef.numpy(),
         se_factor=out.se_factor.numpy(),
         se_sigma=None if out.se_sigma is None else out.se_sigma.numpy(),
         r2=out.r2.numpy(), resid_vol=out.resid_vol.numpy(), nobs=_host(out.nobs),
         converged=_host(out.converged), n_iter=_host(out.n_iter), meta=meta,
         history=None if out.history is None else out.history.numpy())
-    if order is not None:  # back to the caller's row order
+    if order is not None and ends is None:  # back to the caller's row order
         fit = fit.isel(dates=np.argsort(order, kind="stable"))
     return fit
-
-
-def _is_default(key: str, value: Any) -> bool:
-    d = _DEFAULTS[key]
-    if d is None:
-        return value is None
-    if isinstance(value, (pd.Series, pd.DataFrame, np.ndarray)):
-        return False
-    try:
-        return type(value) is type(d) and bool(value == d)
-    except (TypeError, ValueError):
-        return False
 
 
 def _host(t: torch.Tensor) -> np.ndarray:
@@ -207,9 +268,11 @@ def _host(t: torch.Tensor) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------- inputs
-def _inputs(y: Any, x: Any) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray | None]:
-    """(Y, X aligned to Y, order): frames in date order; ``order`` is the permutation that
-    sorted y's rows (None when they were sorted already)."""
+def _inputs(y: Any, x: Any, sampling: SamplingSpec
+            ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray | None]:
+    """(Y, X aligned to Y, order): frames in date order (compounded to ``sampling.freq``
+    first); ``order`` is the permutation that sorted y's rows (None when they were sorted
+    already or were compounded)."""
     Y = _as_frame(y, "y")
     X = _as_frame(x, "x")
     if Y.shape[0] == 0 or Y.shape[1] == 0:
@@ -218,7 +281,15 @@ def _inputs(y: Any, x: Any) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray | No
         raise FitError("x has no factor columns")
     _check_index(Y.index, "y")
     order = None
-    if not Y.index.is_monotonic_increasing:
+    if sampling.freq is not None:  # y and x on the same calendar periods, each on its own
+        _check_index(X.index, "x")
+        _check_numeric(Y, "y")
+        _check_numeric(X, "x")
+        Y = to_frequency(Y, sampling.freq, sampling.kind, "y")
+        X = to_frequency(X, sampling.freq, sampling.kind, "x")
+        if len(Y) == 0:
+            raise FitError(f"y has no complete {sampling.freq} period (freq={sampling.freq!r})")
+    elif not Y.index.is_monotonic_increasing:
         try:
             order = np.asarray(Y.index.argsort(kind="stable"))
         except TypeError as exc:

@@ -7,6 +7,10 @@ derived term such as ``"beta_dimson"``), ``beta`` / ``alpha`` shortcuts, and the
 rows, singular window, diverged solver) are NaN; ``nobs`` counts the valid rows of every window
 even where there is no estimate. ``meta`` (a ``FitMeta``) says how the fit was made.
 
+Inference is formed on access from those arrays (``quantfit.inference``, nothing more is
+stored): ``pvalue(term)``, ``conf_int(term, alpha)``, ``r2_adj``, ``total_vol``, ``idio_vol``
+(= ``resid_vol``), and ``beta_adjusted`` for a fit made with ``adjust="blume"``.
+
 The tidy forms are layered, one conversion each:
 
 * ``windows(keep)`` — one row per (date, asset) window, as numpy arrays (``WindowColumns``):
@@ -39,8 +43,9 @@ from quantfit.spec import FitSpec, PerAssetPrior
 #: Columns of ``windows()`` besides the per-term ``estimate:<term>`` / ``std_error:<term>``.
 WINDOW_COLUMNS = ("date", "asset", "r2", "resid_vol", "nobs", "converged", "n_iter")
 #: Columns of the tidy long form (``tidy()``, ``to_frame()``, parquet files, result sets).
-TIDY_COLUMNS = ("date", "asset", "term", "estimate", "std_error", "t_stat", "r2", "resid_vol",
-                "nobs", "converged", "n_iter")
+#: ``t_stat`` and ``p_value`` are formed from the others (``quantfit.inference``).
+TIDY_COLUMNS = ("date", "asset", "term", "estimate", "std_error", "t_stat", "p_value", "r2",
+                "resid_vol", "nobs", "converged", "n_iter")
 
 
 def term_column(kind: str, term: str) -> str:
@@ -55,8 +60,9 @@ def term_column(kind: str, term: str) -> str:
 class FitMeta:
     """How a fit was made: its validated ``spec`` (``min_obs`` resolved), the ``device`` and
     ``dtype`` it ran in, the ``derived`` terms (sums such as ``"beta_dimson"``) and the term
-    ``fit.beta`` returns (None: the only factor). ``origin``: where a stored fit was read from
-    (e.g. a result set's key); informational, not compared."""
+    ``fit.beta`` returns (None: the only factor). ``preset``: the named definition the options
+    started from (``quantfit.presets``), if any. ``origin``: where a stored fit was read from
+    (e.g. a result set's key). ``preset`` and ``origin`` are informational, not compared."""
 
     spec: FitSpec = field(default_factory=FitSpec)
     device: str = "cpu"
@@ -64,18 +70,26 @@ class FitMeta:
     derived: tuple[str, ...] = ()
     beta_term: str | None = None
     origin: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    preset: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (``FitMeta.from_dict`` reads it back)."""
         return {"spec": self.spec.to_dict(), "device": self.device, "dtype": self.dtype,
                 "derived": list(self.derived), "beta_term": self.beta_term,
-                "origin": dict(self.origin)}
+                "origin": dict(self.origin), "preset": self.preset}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> FitMeta:
         return cls(spec=FitSpec.from_dict(d["spec"]), device=str(d.get("device", "cpu")),
                    dtype=str(d.get("dtype", "float64")), derived=tuple(d.get("derived", ())),
-                   beta_term=d.get("beta_term"), origin=dict(d.get("origin", {})))
+                   beta_term=d.get("beta_term"), origin=dict(d.get("origin", {})),
+                   preset=d.get("preset"))
+
+    @property
+    def normal_inference(self) -> bool:
+        """p-values and intervals from the normal distribution (Huber, as statsmodels' RLM)
+        rather than Student's t."""
+        return self.spec.estimator.loss == "huber"
 
     def settings(self) -> dict[str, Any]:
         """The flat view older code and stored manifests use (window, min_obs, expanding,
@@ -98,6 +112,15 @@ class FitMeta:
         if s.transforms.lags:
             out.update(lags=s.transforms.lags, market=s.transforms.market,
                        derived=list(self.derived), beta_term=self.beta_term)
+        sm = s.sampling
+        if sm.freq:
+            out.update(freq=sm.freq, kind=sm.kind)
+        if sm.every:
+            out["every"] = sm.every
+        if s.estimator.adjust:
+            out["adjust"] = s.estimator.adjust
+            if s.transforms.market is not None:
+                out["market"] = s.transforms.market
         out.update(self.origin)
         return out
 
@@ -107,7 +130,8 @@ class FitMeta:
         become ``origin``."""
         known = {"window", "min_obs", "expanding", "halflife", "intercept", "solver", "loss",
                  "tol", "max_iter", "device", "dtype", "huber_t", "prior_strength", "prior",
-                 "winsorize", "lags", "market", "derived", "beta_term"}
+                 "winsorize", "lags", "market", "derived", "beta_term", "freq", "kind", "every",
+                 "adjust"}
         lam = float(d.get("prior_strength", 0.0) or 0.0)
         prior = d.get("prior", PerAssetPrior() if lam > 0 else None)
         spec = FitSpec.from_kwargs(
@@ -117,7 +141,9 @@ class FitMeta:
             loss=d.get("loss", "mse"), tol=d.get("tol"), max_iter=d.get("max_iter"),
             huber_t=d.get("huber_t", 1.345), prior=prior, prior_strength=lam,
             winsorize=d.get("winsorize"), lags=d.get("lags", 0) or 0,
-            market=d.get("market") if d.get("lags") or d.get("winsorize") else None)
+            market=d.get("market") if d.get("lags") or d.get("winsorize") or d.get("adjust")
+            else None, freq=d.get("freq"), kind=d.get("kind", "simple"), every=d.get("every"),
+            adjust=d.get("adjust"))
         return cls(spec=spec, device=str(d.get("device", "cpu")),
                    dtype=str(d.get("dtype", "float64")), derived=tuple(d.get("derived", ())),
                    beta_term=d.get("beta_term"),
@@ -131,7 +157,9 @@ class WindowColumns:
 
     date_pos / asset_pos (n,) int64 index into the fit's dates / assets; estimate / std_error
     (n, P) float64 in the order of ``terms``; r2, resid_vol (n,) float64; nobs, n_iter (n,)
-    int32; converged (n,) bool. ``date`` / ``asset`` give the labels.
+    int32; converged (n,) bool. ``date`` / ``asset`` give the labels. ``n_params`` (p of each
+    regression; None: the terms but ``beta_dimson``) and ``normal`` (Huber: normal rather than
+    Student t) say how ``tidy`` forms p-values.
     """
 
     index: pd.Index
@@ -146,6 +174,8 @@ class WindowColumns:
     nobs: np.ndarray
     converged: np.ndarray
     n_iter: np.ndarray
+    n_params: int | None = None
+    normal: bool = False
 
     def __len__(self) -> int:
         return len(self.date_pos)
@@ -162,13 +192,19 @@ class WindowColumns:
         """The long form of these windows, one row per (window, term): ``TIDY_COLUMNS``, in
         the windows' order then term order (the one tidy conversion: ``RollingFit.tidy`` and
         the nightly result sets' readers use it)."""
+        from quantfit.inference import pvalue
+
         P = len(self.terms)
         rep = lambda a: np.repeat(a, P)  # noqa: E731
         est, se = self.estimate.ravel(), self.std_error.ravel()
+        t, nobs = _div(est, se), rep(self.nobs)
+        p = self.n_params if self.n_params is not None else \
+            sum(term != "beta_dimson" for term in self.terms)
         return {"date": rep(self.date), "asset": rep(self.asset),
                 "term": np.tile(np.asarray(self.terms, dtype=object), len(self)),
-                "estimate": est, "std_error": se, "t_stat": _div(est, se),
-                "r2": rep(self.r2), "resid_vol": rep(self.resid_vol), "nobs": rep(self.nobs),
+                "estimate": est, "std_error": se, "t_stat": t,
+                "p_value": pvalue(t, nobs, p, self.normal),
+                "r2": rep(self.r2), "resid_vol": rep(self.resid_vol), "nobs": nobs,
                 "converged": rep(self.converged), "n_iter": rep(self.n_iter)}
 
     def columns(self) -> dict[str, np.ndarray]:
@@ -276,6 +312,83 @@ class RollingFit:
         i = self._term(term)
         t = _div(self._coef[i], self._stderr_array(i))
         return pd.DataFrame(t.T, index=self.index, columns=self.assets, copy=False)
+
+    # ---- inference, formed on access (quantfit.inference) -----------------------------------
+    @property
+    def n_params(self) -> int:
+        """Parameters p per window: the intercept and the factors (derived terms such as
+        ``beta_dimson`` are functions of them); the residual degrees of freedom are n − p."""
+        derived = set(self.meta.derived)
+        return sum(t not in derived for t in self.terms)
+
+    def _dates_assets(self, arr: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame(arr.T, index=self.index, columns=self.assets, copy=False)
+
+    def pvalue(self, term: str) -> pd.DataFrame:
+        """Two-sided p-value of ``tstat(term)``: Student t with n − p degrees of freedom
+        (statsmodels ``RollingOLS(...).fit().pvalues``, also WLS with a half-life); the normal
+        distribution for ``loss="huber"`` (as ``RLM``)."""
+        from quantfit.inference import pvalue
+
+        i = self._term(term)
+        t = _div(self._coef[i], self._stderr_array(i))
+        return self._dates_assets(pvalue(t, self._stats["nobs"], self.n_params,
+                                         self.meta.normal_inference))
+
+    def conf_int(self, term: str, alpha: float = 0.05) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(lower, upper) bounds of the 1 − ``alpha`` confidence interval of ``term``:
+        coef ∓ q·SE, q the 1 − α/2 quantile of the distribution ``pvalue`` uses (statsmodels'
+        ``conf_int(alpha)``)."""
+        from quantfit.inference import conf_bounds
+
+        if not isinstance(alpha, (int, float, np.floating)) or isinstance(alpha, bool) \
+                or not 0.0 < float(alpha) < 1.0:
+            raise FitError(f"alpha must be a number in (0, 1), got {alpha!r}")
+        i = self._term(term)
+        lo, hi = conf_bounds(self._coef[i], self._stderr_array(i), self._stats["nobs"],
+                             self.n_params, float(alpha), self.meta.normal_inference)
+        return self._dates_assets(lo), self._dates_assets(hi)
+
+    @property
+    def r2_adj(self) -> pd.DataFrame:
+        """Adjusted R² = 1 − (1 − R²)(n − 1)/(n − p) (statsmodels ``rsquared_adj`` with an
+        intercept)."""
+        from quantfit.inference import r2_adjusted
+
+        return self._dates_assets(r2_adjusted(self._stats["r2"], self._stats["nobs"],
+                                              self.n_params))
+
+    @property
+    def total_vol(self) -> pd.DataFrame:
+        """Standard deviation of y in each window, √(TSS/(n − 1)) (weighted with a half-life),
+        in y's units per row: derived from R², σ and n (``quantfit.inference``; 0 for a
+        constant y, NaN for an exact fit, R² = 1)."""
+        from quantfit.inference import total_vol
+
+        st = self._stats
+        return self._dates_assets(total_vol(st["r2"], st["resid_vol"], st["nobs"],
+                                            self.n_params))
+
+    @property
+    def idio_vol(self) -> pd.DataFrame:
+        """Idiosyncratic volatility: the residual volatility √(RSS/(n − p)) (``resid_vol``)."""
+        return self.resid_vol
+
+    @property
+    def beta_adjusted(self) -> pd.DataFrame:
+        """The adjusted beta the fit was asked for (``adjust="blume"``: 0.67·β + 0.33, Blume
+        1971, ``qf.adjust.blume``), formed on access from the raw beta: ``fit.beta``, or the
+        ``market`` factor's coefficient in a fit with several factors."""
+        adjust = self.meta.spec.estimator.adjust
+        if adjust is None:
+            raise FitError("this fit has no adjusted beta: fit with adjust='blume' (or "
+                           "preset='bloomberg'), or use qf.adjust.blume(fit.beta)")
+        from quantfit.adjust import blume
+
+        market = self.meta.spec.transforms.market
+        raw = self.coef(market) if self.meta.beta_term is None and market is not None and \
+            len(self.factors) > 1 else self.beta
+        return blume(raw)
 
     @property
     def beta(self) -> pd.DataFrame:
@@ -457,7 +570,8 @@ class RollingFit:
         return WindowColumns(
             self.index, self.assets, self.terms, t_idx.astype(np.int64), a_idx.astype(np.int64),
             est, se, take(st["r2"]), take(st["resid_vol"]), take(st["nobs"]).astype(np.int32),
-            take(st["converged"]).astype(bool), take(st["n_iter"]).astype(np.int32))
+            take(st["converged"]).astype(bool), take(st["n_iter"]).astype(np.int32),
+            self.n_params, self.meta.normal_inference)
 
     def tidy(self, keep: str = "estimate") -> dict[str, np.ndarray]:
         """The long form, one row per (date, asset, term), as numpy arrays named
@@ -478,7 +592,7 @@ class RollingFit:
         """Rebuild a fit from its tidy long form (the inverse of ``to_frame``).
 
         ``tidy`` needs ``date, asset, term, estimate, std_error, r2, resid_vol, nobs``
-        (``t_stat`` is recomputed); optional ``converged`` and ``n_iter`` columns are used when
+        (``t_stat`` and ``p_value`` are recomputed); optional ``converged`` and ``n_iter`` columns are used when
         present, otherwise ``converged`` is True where there is an estimate and ``n_iter`` 0.
         ``index`` / ``assets`` / ``terms`` default to the sorted dates and assets of the rows and
         their terms (``"alpha"`` first); pass them to keep dates or assets without any row.

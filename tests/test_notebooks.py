@@ -16,7 +16,8 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-NAMES = ["01_quickstart.ipynb", "02_gradient_descent.ipynb", "03_robust_and_adjusted.ipynb"]
+NAMES = ["01_quickstart.ipynb", "02_gradient_descent.ipynb", "03_robust_and_adjusted.ipynb",
+         "04_which_beta.ipynb"]
 KERNEL = "quantfit-tests"
 
 

@@ -50,7 +50,7 @@ def test_returned_frames_do_not_write_through(fit3):
 def test_to_frame_is_tidy_and_consistent(fit3):
     long = fit3.to_frame()
     assert list(long.columns) == ["date", "asset", "term", "estimate", "std_error", "t_stat",
-                                  "r2", "resid_vol", "nobs", "converged", "n_iter"]
+                                  "p_value", "r2", "resid_vol", "nobs", "converged", "n_iter"]
     assert long["estimate"].notna().all()
     n_est = fit3.coef("SPY").notna().to_numpy().sum()
     assert len(long) == 3 * n_est
@@ -67,6 +67,7 @@ def test_to_frame_is_tidy_and_consistent(fit3):
     assert row["std_error"] == fit3.stderr(t).loc[d, a]
     assert row["nobs"] == fit3.nobs.loc[d, a] and row["r2"] == fit3.r2.loc[d, a]
     assert np.isclose(row["t_stat"], row["estimate"] / row["std_error"])
+    assert row["p_value"] == fit3.pvalue(t).loc[d, a]
     assert len(wide) == long["date"].nunique()
     everything = fit3.to_frame(dropna=False)
     assert len(everything) > len(long) and everything["estimate"].isna().any()

@@ -128,9 +128,22 @@ def test_refresh_builds_the_same_spec(data):
     (["--loss", "huber", "--window", "2"], "2p + 1"),
     (["--window", "1"], "shorter than"),
     (["--tol", "inf"], "tol"),
+    # issue 15's options
+    (["--window", "60X"], "calendar lookback"),
+    (["--window", "2Y"], "give min_obs"),
+    (["--freq", "H"], "freq must be"),
+    (["--every", "D"], "every must be"),
+    (["--freq", "M", "--every", "W"], "finer"),
+    (["--model", "ff7"], "unknown factor model 'ff7'; choose one of capm, ff3, ff5, carhart"),
+    (["--model", "ff3", "--factors", "f.csv"], "not both"),
+    (["--preset", "barra"], "unknown preset 'barra'"),
+    (["--window", "60M", "--min-obs", "70", "--freq", "M"], "larger than the 60 rows"),
+    (["--model", "ff3", "--freq", "W"], "daily or monthly; use --freq M"),
+    (["--factors", "f.csv", "--freq", "M"], "do not compound"),
 ])
 def test_refresh_refuses_bad_fit_options_up_front(tmp_path, capsys, argv, match):
-    """Exit 2, one line 'quantfit: error: ...', no traceback, nothing written."""
+    """Exit 2, one line 'quantfit: error: ...', no traceback, nothing written (not even the
+    default store)."""
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
@@ -162,3 +175,49 @@ def test_the_specs_name_what_the_engine_has():
     from quantfit import engine, spec
     assert spec.LOSSES == tuple(engine.LOSSES)
     assert spec.SOLVERS == tuple(engine.SOLVERS)
+
+
+# ---------------------------------------------------------------------------- issue 15
+def test_calendar_windows_spec_rules():
+    from quantfit.spec import SamplingSpec
+    assert WindowSpec("60M").lookback == (60, "M") and WindowSpec("60M").rows is None
+    assert WindowSpec(252).rows == 252 and WindowSpec(252).lookback is None
+    # a default row count only where the window holds a known number of periods
+    table = {("60M", "M"): 60, ("5Y", "M"): 60, ("3Y", "Q"): 12, ("6M", "Q"): 2, ("104W", "W"): 104,
+             ("728D", "W"): 104, ("2Y", "W"): None, ("7M", "Q"): None, ("60M", None): None,
+             ("30D", "M"): None}
+    for (length, freq), rows in table.items():
+        if rows is None:
+            with pytest.raises(FitError, match="give min_obs"):
+                FitSpec(WindowSpec(length), sampling=SamplingSpec(freq=freq))
+            spec = FitSpec(WindowSpec(length, min_obs=5), sampling=SamplingSpec(freq=freq))
+            assert spec.calendar_rows() is None and spec.resolve(1).window.min_obs == 5
+        else:
+            spec = FitSpec(WindowSpec(length), sampling=SamplingSpec(freq=freq))
+            assert spec.resolve(1).window.min_obs == rows, (length, freq)
+    with pytest.raises(FitError, match="larger than the 60 rows"):
+        FitSpec(WindowSpec("60M", min_obs=61), sampling=SamplingSpec(freq="M"))
+    with pytest.raises(FitError, match="shorter than"):
+        FitSpec(WindowSpec("2W"), EstimatorSpec(loss="huber"), sampling=SamplingSpec(freq="W"))
+
+
+def test_new_options_round_trip_through_json_and_settings():
+    from quantfit.results import FitMeta
+    from quantfit.spec import SamplingSpec
+    spec = FitSpec(WindowSpec("2Y", 100, 40.0), EstimatorSpec(adjust="blume"),
+                   transforms=TransformSpec(market="SPY"),
+                   sampling=SamplingSpec("W", "log", "M"))
+    assert FitSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    assert FitSpec.from_dict({"window": {"length": 60}}).sampling == SamplingSpec()  # old files
+    meta = FitMeta(spec=spec, preset="bloomberg")
+    back = FitMeta.from_dict(json.loads(json.dumps(meta.to_dict())))
+    assert back == meta and back.preset == "bloomberg"
+    assert FitMeta.from_settings(meta.settings()).spec == spec
+
+
+def test_refresh_keeps_its_row_windows():
+    """Old-style callers pass 252 as a number: that is a window given, never a preset's."""
+    from quantfit.spec import DEFAULT_WINDOW
+    assert FitSpec.from_kwargs(252, preset="monthly60").window.length == 252
+    assert FitSpec.from_kwargs(DEFAULT_WINDOW, preset="monthly60").window.length == "60M"
+    assert repr(DEFAULT_WINDOW) == "252" and DEFAULT_WINDOW == 252

@@ -61,13 +61,15 @@ def gather_rows(
     device: torch.device,
     dtype: torch.dtype,
 ) -> PairRows:
-    """Rows of the pairs (``a_idx``, ``t_idx``) (N,) each: ``y`` (A, T) raw float64 (gathered
-    where it lives, then moved), transformed per asset by ``ytf``; ``x`` (T, k) working factors
-    with ``x_valid`` (T,). The rows come back on ``device`` in ``dtype``."""
+    """Rows of the pairs (``a_idx``, ``t_idx``) (N,) each, ``t_idx`` a window's position in
+    ``bounds``: ``y`` (A, T) raw float64 (gathered where it lives, then moved), transformed per
+    asset by ``ytf``; ``x`` (T, k) working factors with ``x_valid`` (T,). The rows come back on
+    ``device`` in ``dtype``."""
     L = max(bounds.max_length(), 1)
     src = y.device
     a_idx, t_idx = a_idx.to(src), t_idx.to(src)
-    pos = t_idx[:, None] + torch.arange(-L + 1, 1, device=src)  # (N, L) row numbers, newest last
+    last = bounds.last_rows().to(src)[t_idx]  # (N,) the row each window ends at
+    pos = last[:, None] + torch.arange(-L + 1, 1, device=src)  # (N, L) row numbers, newest last
     lo = bounds.first_rows().to(src)[t_idx]
     inside = (pos >= lo[:, None]) & (pos >= 0)
     posc = pos.clamp_min(0)
@@ -83,7 +85,7 @@ def gather_rows(
     zero = torch.zeros((), dtype=torch.float64, device=device)
     yv = torch.where(valid, yv, zero).to(dtype)
     xs = [torch.where(valid, xv[..., j], zero).to(dtype) for j in range(xv.shape[-1])]
-    age = (t_idx.to(device)[:, None] - posd).to(torch.float64)
+    age = (last.to(device)[:, None] - posd).to(torch.float64)
     w = (torch.ones_like(age) if decay == 1.0 else decay**age) * valid
     return PairRows(yv, xs, valid, w.to(dtype), valid.sum(-1))
 

@@ -50,9 +50,9 @@ class MomentPath:
 
         conv_rows, iter_rows = rows(out.converged), rows(out.n_iter)
         rows(out.nobs).copy_(mom.nobs)
-        # No window before row min_obs − 1 can hold min_obs rows: solve only from there on.
+        # No window ending before row min_obs − 1 can hold min_obs rows: solve from there on.
         T = mom.nobs.shape[-1]
-        t0 = min(c.min_obs - 1, T)
+        t0 = c.bounds.startup(c.min_obs)
         out.fill_startup(t0, slice(a0, a1))
         conv_rows[:, :t0] = False
         iter_rows[:, :t0] = 0

@@ -27,14 +27,15 @@ from quantfit.engine.windows import WindowBounds, count_rows, padded_length, win
 
 @dataclass
 class WindowMoments:
-    """Weighted sufficient statistics of every window.
+    """Weighted sufficient statistics of every window (n windows: T, or fewer when the
+    bounds keep only some window ends).
 
-    gram : (B, T, p, p)  Σ w·z·zᵀ over the rows used (B = A, or 1 when shared by all assets)
-    zy   : (A, T, p)     Σ w·z·y
-    yy   : (A, T)        Σ w·y²
-    sy   : (A, T)        Σ w·y
-    sw   : (B, T)        Σ w (the weighted row count)
-    nobs : (B, T)        number of rows used (int32)
+    gram : (B, n, p, p)  Σ w·z·zᵀ over the rows used (B = A, or 1 when shared by all assets)
+    zy   : (A, n, p)     Σ w·z·y
+    yy   : (A, n)        Σ w·y²
+    sy   : (A, n)        Σ w·y
+    sw   : (B, n)        Σ w (the weighted row count)
+    nobs : (B, n)        number of rows used (int32)
     """
 
     gram: Tensor
@@ -96,9 +97,9 @@ def asset_window_sums(
     shared: bool,
     zero_missing: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Window sums of the per-asset series: ``zy`` (A, T, p) of z·y, ``yy`` (A, T) of y² and
-    ``sy`` (A, T) of y, over the rows each asset uses; and those rows (B, T) bool (B = 1 when
-    ``shared``: they are x_valid for every asset). ``zero_missing`` with ``shared``: y may also
+    """Window sums of the per-asset series: ``zy`` (A, n, p) of z·y, ``yy`` (A, n) of y² and
+    ``sy`` (A, n) of y (n windows), over the rows each asset uses; and those rows (B, T) bool
+    (B = 1 when ``shared``: they are x_valid for every asset). ``zero_missing`` with ``shared``: y may also
     be missing outside the windows the caller keeps (leading / trailing NaN); those rows count
     as zeros here and the caller drops the windows that reach them."""
     A, T = y.shape
@@ -127,16 +128,17 @@ def asset_window_sums(
             torch.mul(y0, z[i], out=ay[:, i, :T])
     torch.mul(y0, y0, out=ay[:, p, :T])
     window_sums_(ay, bounds, decay)
-    zy = ay[:, :p, :T].permute(0, 2, 1)
-    sy = ay[:, 0, :T] if intercept else ay[:, p + 1, :T]
-    return zy, ay[:, p, :T], sy, rows
+    n = bounds.n  # one sum per window from here on
+    zy = ay[:, :p, :n].permute(0, 2, 1)
+    sy = ay[:, 0, :n] if intercept else ay[:, p + 1, :n]
+    return zy, ay[:, p, :n], sy, rows
 
 
 def gram_window_sums(
     rows: Tensor, z: list, bounds: WindowBounds, decay: float
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Window sums over the used ``rows`` (B, T) bool: the Gram matrix ``gram`` (B, T, p, p)
-    of w·z·zᵀ, the weighted count ``sw`` (B, T) and the row count ``nobs`` (B, T) int32."""
+    """Window sums over the used ``rows`` (B, T) bool: the Gram matrix ``gram`` (B, n, p, p)
+    of w·z·zᵀ, the weighted count ``sw`` (B, n) and the row count ``nobs`` (B, n) int32."""
     B, T = rows.shape
     p = len(z)
     Tp = padded_length(bounds)
@@ -156,9 +158,10 @@ def gram_window_sums(
     bz[:, len(tri), :T] = mf
     window_sums_(bz, bounds, decay)
     nobs = count_rows(rows, bounds)
-    # Parameter-major Gram: one gather of the triangle into (B, p, p, T).
+    n = bounds.n
+    # Parameter-major Gram: one gather of the triangle into (B, p, p, n).
     idx = torch.tensor(
         [tri.index((min(i, j), max(i, j))) for i in range(p) for j in range(p)], device=dev
     )
-    gram = bz[:, idx, :T].view(B, p, p, T).permute(0, 3, 1, 2)
-    return gram, bz[:, len(tri), :T], nobs
+    gram = bz[:, idx, :n].view(B, p, p, n).permute(0, 3, 1, 2)
+    return gram, bz[:, len(tri), :n], nobs

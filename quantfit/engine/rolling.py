@@ -58,8 +58,11 @@ PARALLEL_CHUNKS = False
 class RollingSpec:
     """What to fit, already validated (``quantfit.spec`` does that for users).
 
-    window : rows per window, None = expanding; starts : (T,) first row of each window for
-    windows of varying length (overrides ``window``). min_obs : rows needed for an estimate.
+    window : rows per window, None = expanding; starts : the first row of each window for
+    windows of varying length (overrides ``window``): (T,) one per row, or (n,) with ``ends``.
+    ends : (n,) increasing rows: only the windows ending there are estimated (e.g. the last
+    trading day of each month); None = a window ends at every row. min_obs : rows needed for
+    an estimate.
     prior : (A or 1, k) float64 target slopes b0 of ``prior_strength · ‖β − b0‖²``.
     sums : groups of parameter indices reported as one summed term (Dimson's beta).
     """
@@ -79,13 +82,14 @@ class RollingSpec:
     sums: tuple = ()
     history: bool = False
     starts: Tensor | None = None
+    ends: Tensor | None = None
 
     def bounds(self, T: int) -> WindowBounds:
         if self.starts is not None:
-            return WindowBounds.variable(self.starts)
+            return WindowBounds.variable(self.starts, self.ends, None if self.ends is None else T)
         if self.window is None:
-            return WindowBounds.expanding(T)
-        return WindowBounds.fixed(T, self.window)
+            return WindowBounds.expanding(T, self.ends)
+        return WindowBounds.fixed(T, self.window, self.ends)
 
 
 @dataclass
@@ -198,7 +202,7 @@ def contiguous_ranges(y: Tensor, x_valid: Tensor, spec: RollingSpec) -> Tensor |
     ``min_obs == window``): such windows hold exactly the factors' rows, so the shared Gram
     matrices serve them. None otherwise."""
     if spec.window is None or spec.starts is not None or spec.min_obs < spec.window:
-        return None
+        return None  # (``ends`` is fine: a window is then its first and last row)
     A, T = y.shape
     valid = torch.isfinite(y) & x_valid
     cnt = valid.sum(1)
@@ -255,7 +259,8 @@ def rolling_regression(
     out_device: torch.device | str = "cpu",
     path: str = "auto",
 ) -> RollingOutput:
-    """Fit every asset of ``y`` (A, T) on the factors ``x`` (T, k) in trailing windows.
+    """Fit every asset of ``y`` (A, T) on the factors ``x`` (T, k) in trailing windows; the
+    results have one column per window (T, or len(spec.ends)).
 
     Chunks of ``y`` move to ``device`` (a no-op when y already lives there); results are
     written to float64 tensors on ``out_device`` (the host by default; the compute device
@@ -286,6 +291,7 @@ def rolling_regression(
         ctx.ranges = ranges
     p = ctx.p
     P = p + len(spec.sums)
+    n = bounds.n  # windows: T, or the rows in spec.ends
     out_dev = torch.device(out_device)
 
     def empty(shape, dt=torch.float64):
@@ -306,14 +312,14 @@ def rolling_regression(
         n_flags = 1 if shared_rows and spec.solver == "newton" else A
     n_nobs = 1 if shared_rows and not huber else A  # per asset for contiguous ranges too
     out = RollingOutput(
-        coef=empty((P, A, T)),
-        se_factor=empty((P, n_se, T)),
-        r2=empty((A, T)),
-        resid_vol=empty((A, T)),
-        nobs=empty((n_nobs, T), torch.int32),
-        converged=empty((n_flags, T), torch.bool),
-        n_iter=empty((n_flags, T), torch.int32),
-        se_sigma=empty((A, T)) if huber else None,
+        coef=empty((P, A, n)),
+        se_factor=empty((P, n_se, n)),
+        r2=empty((A, n)),
+        resid_vol=empty((A, n)),
+        nobs=empty((n_nobs, n), torch.int32),
+        converged=empty((n_flags, n), torch.bool),
+        n_iter=empty((n_flags, n), torch.int32),
+        se_sigma=empty((A, n)) if huber else None,
     )
     refits: list = []
     if huber:

@@ -48,8 +48,7 @@ class SharedOLS:
         x, xv = c.x_dev, c.xv_dev
         self.z = design_columns(x, xv, c.intercept, x.dtype)
         gram, sw, nobs = gram_window_sums(xv[None, :], self.z, c.bounds, c.decay)
-        T = x.shape[0]
-        self.t0 = t0 = min(c.min_obs - 1, T)
+        self.t0 = t0 = c.bounds.startup(c.min_obs)
         gram, sw_t, n_t = gram[:, t0:], sw[:, t0:], nobs[:, t0:]
         ch = cholesky(gram)
         self.est = est = (n_t >= c.min_obs) & (sw_t > 0) & ch.ok  # (1, T')
@@ -76,7 +75,7 @@ class SharedOLS:
         """Fit assets a0:a1 (``y`` (a, T) working units on the compute device) into ``out``;
         returns the (asset, date) pairs to refit from their rows, or None."""
         c, t0, p = self.ctx, self.t0, self.ctx.p
-        if t0 >= y.shape[1]:
+        if t0 >= c.bounds.n:
             return None
         runs = c.ranges is not None
         zy, yy, sy, _ = asset_window_sums(
@@ -101,7 +100,7 @@ class SharedOLS:
             rss, tss, self.inv_dof, units, out.r2[a0:a1, t0:], out.resid_vol[a0:a1, t0:]
         )
         if runs:  # windows that reach past an asset's run have too few rows: no estimate
-            inside = _inside_runs(c.ranges[a0:a1].to(y.device), t0, yy.shape[1], c.min_obs)
+            inside = _inside_runs(c.ranges[a0:a1].to(y.device), c.bounds, t0)
             outside = ~inside
             coef.masked_fill_(outside, float("nan"))
             out.r2[a0:a1, t0:].masked_fill_(outside, float("nan"))
@@ -119,20 +118,20 @@ class SharedOLS:
         return ai + a0, ti + t0
 
 
-def _inside_runs(ranges: Tensor, t0: int, n: int, window: int) -> Tensor:
-    """(a, n) bool: windows t0 .. t0 + n − 1 that lie inside each asset's run of valid rows
-    [first, last] (``ranges`` (a, 2)), i.e. first + W − 1 <= t <= last."""
-    t = torch.arange(t0, t0 + n, device=ranges.device)
-    return (t >= ranges[:, :1] + window - 1) & (t <= ranges[:, 1:])
+def _inside_runs(ranges: Tensor, bounds, t0: int) -> Tensor:
+    """(a, n − t0) bool: the windows from t0 on that lie inside each asset's run of valid rows
+    [first, last] (``ranges`` (a, 2)): first <= first row and last row <= last."""
+    lo = bounds.first_rows()[t0:].to(ranges.device)
+    hi = bounds.last_rows()[t0:].to(ranges.device)
+    return (lo >= ranges[:, :1]) & (hi <= ranges[:, 1:])
 
 
 def _run_counts(x_valid: Tensor, ranges: Tensor, bounds) -> Tensor:
-    """(A, T) int32: the factors' valid rows in each window that fall inside each asset's run
+    """(A, n) int32: the factors' valid rows in each window that fall inside each asset's run
     [first, last] — the asset's own valid rows (exact integer counts)."""
     T = x_valid.shape[0]
     xc = torch.nn.functional.pad(x_valid.to(torch.int64).cumsum(0), (1, 0))
-    t = torch.arange(T, device=x_valid.device)
     lo = torch.maximum(bounds.first_rows().to(x_valid.device)[None, :], ranges[:, :1])
-    hi = torch.minimum(t[None, :], ranges[:, 1:])
+    hi = torch.minimum(bounds.last_rows().to(x_valid.device)[None, :], ranges[:, 1:])
     n = xc[(hi + 1).clamp(0, T)] - xc[lo.clamp(0, T)]
     return torch.where(hi >= lo, n, 0).to(torch.int32)

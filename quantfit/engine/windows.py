@@ -6,7 +6,12 @@ Conventions
 * Window ``t`` holds the rows ``lo[t] .. t`` (``WindowBounds``): ``lo[t] = t − W + 1`` (cut at
   row 0) for a fixed window of W rows, ``0`` for an expanding one, any non-decreasing
   ``lo`` for windows of varying length (e.g. a calendar lookback).
-* Row ``s`` of window ``t`` has weight ``decay ** (t − s)`` (``decay = 1``: equal weights).
+* A window is its first and last row: by default there is one window ending at every row
+  (n = T windows); ``hi`` (increasing last rows) keeps only some of them, e.g. the last
+  trading day of every month. The rows are still summed once (O(T)); everything per window
+  (solves, statistics, results) then costs O(n).
+* Row ``s`` of the window ending at row ``e`` has weight ``decay ** (e − s)`` (``decay = 1``:
+  equal weights): age counts rows.
 
 Why no subtraction (exactness)
 ------------------------------
@@ -44,75 +49,115 @@ def decay_from_halflife(halflife: float | None) -> float:
 
 @dataclass(frozen=True)
 class WindowBounds:
-    """Which rows each window holds: window ``t`` is rows ``lo[t] .. t`` of ``T`` dates.
+    """Which rows each window holds: window ``j`` is rows ``lo[j] .. hi[j]`` of ``T`` rows.
 
-    length : W for fixed windows (``lo[t] = max(0, t − W + 1)``), None otherwise.
-    lo : (T,) int64, the first row of every window, for windows of varying length; None for
+    length : W for fixed windows (``lo = max(0, hi − W + 1)``), None otherwise.
+    lo : (n,) int64, the first row of every window, for windows of varying length; None for
         fixed and expanding windows.
+    hi : (n,) int64, the last row of every window (increasing), or None: a window ends at every
+        row (n = T, ``hi[t] = t``).
     """
 
     T: int
     length: int | None = None
     lo: Tensor | None = None
+    hi: Tensor | None = None
 
     @classmethod
-    def fixed(cls, T: int, length: int) -> WindowBounds:
-        return cls(T, int(length), None)
+    def fixed(cls, T: int, length: int, hi: Tensor | None = None) -> WindowBounds:
+        """Windows of ``length`` rows ending at every row, or at the rows ``hi``."""
+        return cls(T, int(length), None, _ends(hi, T))
 
     @classmethod
-    def expanding(cls, T: int) -> WindowBounds:
-        return cls(T, None, None)
+    def expanding(cls, T: int, hi: Tensor | None = None) -> WindowBounds:
+        """Every row up to each row, or up to each of the rows ``hi``."""
+        return cls(T, None, None, _ends(hi, T))
 
     @classmethod
-    def variable(cls, lo: Tensor) -> WindowBounds:
-        """Windows ``lo[t] .. t``; ``lo`` (T,) integer, non-decreasing, ``0 <= lo[t] <= t + 1``
-        (``lo[t] = t + 1``: an empty window)."""
+    def variable(cls, lo: Tensor, hi: Tensor | None = None, T: int | None = None) -> WindowBounds:
+        """Windows ``lo[j] .. hi[j]``. Without ``hi``: one window ending at every row,
+        ``lo`` (T,). With ``hi`` (n,) increasing last rows ``0 <= hi[j] < T`` (``T``, the number
+        of rows, must then be given). ``lo`` non-decreasing with ``0 <= lo[j] <= hi[j] + 1``
+        (``lo[j] = hi[j] + 1``: an empty window)."""
         lo = torch.as_tensor(lo, dtype=torch.int64).cpu()
-        T = lo.shape[0]
-        t = torch.arange(T)
-        if T and not (
-            bool((lo >= 0).all()) and bool((lo <= t + 1).all()) and bool((lo[1:] >= lo[:-1]).all())
+        if hi is None:
+            T = lo.shape[0]
+            last = torch.arange(T)
+        else:
+            if T is None:
+                raise ValueError("WindowBounds.variable with hi= needs T (the number of rows)")
+            ends = _ends(hi, T)
+            assert ends is not None
+            last = ends
+            if last.shape != lo.shape:
+                raise ValueError("window starts and ends must have the same length")
+        if lo.numel() and not (
+            bool((lo >= 0).all())
+            and bool((lo <= last + 1).all())
+            and bool((lo[1:] >= lo[:-1]).all())
         ):
-            raise ValueError("window starts must be non-decreasing with 0 <= lo[t] <= t + 1")
-        return cls(T, None, lo)
+            raise ValueError("window starts must be non-decreasing with 0 <= lo[j] <= hi[j] + 1")
+        return cls(int(T), None, lo, None if hi is None else last)
 
     @property
     def expanding_(self) -> bool:
         return self.length is None and self.lo is None
 
+    @property
+    def n(self) -> int:
+        """Number of windows (T unless ``hi`` keeps only some)."""
+        return self.T if self.hi is None else int(self.hi.shape[0])
+
     def first_rows(self) -> Tensor:
-        """(T,) int64: the first row of each window."""
-        t = torch.arange(self.T)
+        """(n,) int64: the first row of each window."""
         if self.lo is not None:
             return self.lo
         if self.length is None:
-            return torch.zeros(self.T, dtype=torch.int64)
-        return (t - self.length + 1).clamp_min(0)
+            return torch.zeros(self.n, dtype=torch.int64)
+        return (self.last_rows() - self.length + 1).clamp_min(0)
+
+    def last_rows(self) -> Tensor:
+        """(n,) int64: the last row of each window."""
+        return torch.arange(self.T) if self.hi is None else self.hi
+
+    def startup(self, min_obs: int) -> int:
+        """The number of leading windows that end before row ``min_obs − 1``: none of them
+        can hold ``min_obs`` rows (callers skip them)."""
+        if self.hi is None:
+            return max(0, min(min_obs - 1, self.T))
+        return int(torch.searchsorted(self.hi, torch.tensor(min_obs - 1)))
 
     def max_length(self) -> int:
         """Rows in the longest window."""
-        if self.T == 0:
+        if self.n == 0:
             return 0
         if self.lo is not None:
-            return int((torch.arange(self.T) - self.lo + 1).max())
+            return max(0, int((self.last_rows() - self.lo + 1).max()))
         return self.T if self.length is None else min(self.length, self.T)
 
-    def shifted(self, start: int) -> WindowBounds:
-        """The same windows for the dates ``start:`` of the series (rows before ``start`` are
-        gone, so windows reaching back before it are cut there)."""
-        if self.lo is None:
-            return WindowBounds(self.T - start, self.length, None)
-        return WindowBounds(self.T - start, None, (self.lo[start:] - start).clamp_min(0))
+
+def _ends(hi: Tensor | None, T: int) -> Tensor | None:
+    """Window ends as (n,) int64 on the host, checked: increasing rows in [0, T)."""
+    if hi is None:
+        return None
+    last = torch.as_tensor(hi, dtype=torch.int64).cpu()
+    if last.numel() and not (
+        bool((last[1:] > last[:-1]).all()) and int(last[0]) >= 0 and int(last[-1]) < T
+    ):
+        raise ValueError("window ends must be increasing rows in [0, T)")
+    return last
 
 
 def count_rows(rows: Tensor, bounds: WindowBounds) -> Tensor:
-    """Number of ``rows`` (…, T) bool inside each window, (…, T) int32: an integer prefix
+    """Number of ``rows`` (…, T) bool inside each window, (…, n) int32: an integer prefix
     count and its difference (integers subtract exactly)."""
     T = rows.shape[-1]
     c = torch.zeros(rows.shape[:-1] + (T + 1,), dtype=torch.int32, device=rows.device)
     torch.cumsum(rows, -1, dtype=torch.int32, out=c[..., 1:])
     lo = bounds.first_rows().to(rows.device)
-    return c[..., 1:] - c.index_select(-1, lo)
+    if bounds.hi is None:
+        return c[..., 1:] - c.index_select(-1, lo)
+    return c.index_select(-1, bounds.hi.to(rows.device) + 1) - c.index_select(-1, lo)
 
 
 def decayed_cumsum_(z: Tensor, decay: float) -> Tensor:
@@ -155,20 +200,25 @@ def padded_length(bounds: WindowBounds) -> int:
 
 
 def window_sums_(z: Tensor, bounds: WindowBounds, decay: float = 1.0) -> Tensor:
-    """Decayed window sums along the last dim: ``out[..., t] = Σ_{s=lo[t]}^{t} decay**(t−s)·z[..., s]``.
+    """Decayed window sums along the last dim:
+    ``out[..., j] = Σ_{s=lo[j]}^{hi[j]} decay**(hi[j]−s)·z[..., s]``.
 
     ``z``'s last dim must be ``padded_length(bounds)`` (rows past T zero); the result is
-    written into ``z`` (its first T dates) and returned. Only rows inside each window are ever
-    added (see the module docstring), so no window depends on a value outside it.
+    written into ``z`` (its first n positions, one per window) and returned. Only rows inside
+    each window are ever added (see the module docstring), so no window depends on a value
+    outside it.
     """
     T, W = bounds.T, bounds.length
-    if bounds.lo is None and (W is None or W >= T):  # expanding (or one window's worth)
-        return decayed_cumsum_(z, decay)
     if bounds.lo is None:
-        assert W is not None
-        return _fixed_sums_(z, W, decay)
-    out = _variable_sums(z[..., :T], bounds.lo.to(z.device), decay)
-    z[..., :T].copy_(out)
+        if W is None or W >= T:  # expanding (or one window's worth)
+            decayed_cumsum_(z, decay)
+        else:
+            _fixed_sums_(z, W, decay)
+        if bounds.hi is not None:  # the windows kept: one gather of their columns
+            z[..., : bounds.n].copy_(z[..., :T].index_select(-1, bounds.hi.to(z.device)))
+        return z
+    out = _variable_sums(z[..., :T], bounds.lo.to(z.device), bounds.last_rows().to(z.device), decay)
+    z[..., : bounds.n].copy_(out)
     return z
 
 
@@ -207,15 +257,13 @@ def _blocked(z: Tensor, B: int, offset: int) -> tuple[Tensor, int]:
     return zp.view(*z.shape[:-1], n // B, B), front
 
 
-def _variable_sums(z: Tensor, lo: Tensor, decay: float) -> Tensor:
-    """Windows ``lo[t] .. t`` of varying length (see the module docstring)."""
-    T = z.shape[-1]
+def _variable_sums(z: Tensor, lo: Tensor, t: Tensor, decay: float) -> Tensor:
+    """Windows ``lo[j] .. t[j]`` of varying length, (..., n) (see the module docstring)."""
     dev, dt = z.device, z.dtype
-    t = torch.arange(T, device=dev)
     n = t - lo + 1  # rows per window (0 = empty)
-    out = torch.zeros_like(z)
+    out = torch.zeros(z.shape[:-1] + t.shape, dtype=dt, device=dev)
     done = n <= 0
-    B = int(n.max()) if T else 0
+    B = int(n.max()) if n.numel() else 0
     if B >= 1:
         for offset in (0, -(-B // 2)):
             if bool(done.all()):
@@ -224,6 +272,7 @@ def _variable_sums(z: Tensor, lo: Tensor, decay: float) -> Tensor:
             heads = decayed_cumsum_(zb.clone(), decay).flatten(-2)  # (..., n)
             tails = _tail_sums(zb, decay).flatten(-2)
             tp, lp = t + front, lo + front  # positions in the padded series
+            lp = lp.clamp_max(heads.shape[-1] - 1)  # an empty window's start may lie past the end
             bt, bl = tp // B, lp // B
             start_t = bt * B  # first row of t's block
             same = (bt == bl) & ((lp == start_t) | (tp == start_t + B - 1)) & ~done
@@ -243,11 +292,11 @@ def _variable_sums(z: Tensor, lo: Tensor, decay: float) -> Tensor:
                 both = heads.index_select(-1, tp) + tails.index_select(-1, lp) * w
                 out = torch.where(cross, both, out)
             done = done | same | cross
-    for i in torch.nonzero(~done).flatten().tolist():  # short windows: their rows directly
-        a = int(lo[i])
+    for j in torch.nonzero(~done).flatten().tolist():  # short windows: their rows directly
+        a, e = int(lo[j]), int(t[j])
         w = torch.pow(
             torch.tensor(decay, dtype=dt, device=dev),
-            torch.arange(i - a, -1, -1, device=dev, dtype=dt),
+            torch.arange(e - a, -1, -1, device=dev, dtype=dt),
         )
-        out[..., i] = (z[..., a : i + 1] * w).sum(-1)
+        out[..., j] = (z[..., a : e + 1] * w).sum(-1)
     return out

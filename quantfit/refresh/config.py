@@ -25,11 +25,12 @@ log = logging.getLogger("quantfit.refresh")
 #: Config-file keys (TOML) and their types; the same names as the long command-line flags.
 CONFIG_KEYS: dict[str, tuple[type, ...]] = {
     "store": (str,), "out": (str,), "benchmark": (str,), "factors": (str,),
+    "model": (str,), "factors_dir": (str,), "freq": (str,), "every": (str,), "preset": (str,),
     "universe": (str, list), "window": (int, str), "min_obs": (int,), "halflife": (int, float),
     "solver": (str,), "loss": (str,), "tol": (int, float), "max_iter": (int,), "device": (str,), "update": (str,), "report": (bool,),
     "quiet": (bool,), "verbose": (bool,), "log_file": (str,), "group_size": (int,), "jobs": (int,), "dask": (str,),
 }
-_PATH_KEYS = ("store", "out", "factors", "log_file")
+_PATH_KEYS = ("store", "out", "factors", "factors_dir", "log_file")
 #: The largest config file read.
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -102,9 +103,21 @@ def add_arguments(parser) -> None:
     a("--benchmark", metavar="TICKER", help="the factor, a ticker in the store (default: SPY)")
     a("--factors", metavar="FILE", help="Ken French daily factors file: regress excess returns "
                                         "on its factors instead of the benchmark")
+    a("--model", metavar="NAME", help="factor model by name: capm, ff3, ff5, carhart (Ken French "
+                                      "files; monthly with --freq M, daily otherwise)")
+    a("--factors-dir", dest="factors_dir", metavar="DIR",
+      help="where the model's Ken French files are looked for first (default: data/factors)")
     a("--universe", metavar="TICKERS|FILE", help="comma-separated tickers or a file of tickers "
                                                  "(default: every ticker in the store but the benchmark)")
-    a("--window", metavar="N", help="rows per window, or 'expanding' (default: 252)")
+    a("--window", metavar="N", help="rows per window, a calendar lookback (60M, 2Y, 104W, 365D: "
+                                    "needs --min-obs unless --freq fixes its rows), or 'expanding' "
+                                    "(default: 252)")
+    a("--freq", metavar="W|M|Q", help="compound returns to weeks ending Friday, months or "
+                                      "quarters before fitting")
+    a("--every", metavar="W|M|Q", help="estimates only at the last date of each week, month or "
+                                       "quarter")
+    a("--preset", metavar="NAME", help="a named beta definition: bloomberg, monthly60, ewma, welch "
+                                       "(other options override it)")
     a("--min-obs", dest="min_obs", metavar="N", type=int, help="valid rows needed for an estimate "
                                                                 "(default: the window)")
     a("--halflife", metavar="H", type=float, help="half-life of exponential weights, in rows")

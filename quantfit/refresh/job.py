@@ -27,9 +27,10 @@ from quantfit.errors import DataError, QuantfitError
 from quantfit.progress import Progress
 from quantfit.refresh.inputs import _ensure_store, update_yfinance
 from quantfit.refresh.params import (RefreshParams, canonical_params, check_params, fit_spec,
-                                     params_key, parse_universe)
+                                     model_name, params_key, parse_universe)
 from quantfit.refresh.plan import GROUP_SIZE, GroupWork, Plan, make_plan
-from quantfit.refresh.regressors import Regressors, benchmark_regressors, factor_regressors
+from quantfit.refresh.regressors import (Regressors, benchmark_regressors, factor_regressors,
+                                         model_regressors)
 from quantfit.refresh.task import GroupResult, JobContext, read_returns, run_group
 from quantfit.results_store import FORMAT, VERSION, ResultSet, write_latest
 
@@ -76,11 +77,31 @@ def resolve_universe(p: RefreshParams, store, base: list[str] | None) -> list[st
         raise DataError(f"unknown ticker{'s' if len(unknown) > 1 else ''} in the universe "
                         f"(not in store {p.store}): {', '.join(unknown[:20])}"
                         + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""))
-    if p.factors is None and p.benchmark not in known_set:
-        raise DataError(f"benchmark {p.benchmark} is not in store {p.store}")
+    if needs_benchmark(p) and p.benchmark not in known_set:
+        raise DataError(f"benchmark {p.benchmark} is not in store {p.store}"
+                        + (" (its trading days are the calendar monthly returns are compounded on)"
+                           if p.model is not None else ""))
     if not universe:
         raise DataError(f"the universe is empty (store {p.store} holds only {p.benchmark})")
     return sorted(universe)
+
+
+def needs_benchmark(p: RefreshParams) -> bool:
+    """The benchmark's prices are the regressor (default mode) or the daily calendar monthly
+    returns are compounded on (a model with ``freq="M"``)."""
+    return p.factors is None and (p.model is None or fit_spec(p).sampling.freq == "M")
+
+
+def regressors(p: RefreshParams, store) -> Regressors:
+    """The regressors of the run: a factor model, a factor file, or the benchmark (compounded
+    to ``freq`` when set)."""
+    freq = fit_spec(p).sampling.freq
+    model = model_name(p)
+    if model is not None:
+        return model_regressors(store, model, p.factors_dir, freq, p.benchmark)
+    if p.factors:
+        return factor_regressors(store, p.factors)
+    return benchmark_regressors(store, p.benchmark, freq)
 
 
 # ----------------------------------------------------------------------------- running tasks
@@ -153,7 +174,7 @@ def refresh(p: RefreshParams, *, downloader: Callable | None = None, progress: b
     store = _ensure_store(p)
     if p.update == "yfinance":
         targets = list(dict.fromkeys((base_universe or [t for t in store.tickers() if t != p.benchmark])
-                                     + ([p.benchmark] if p.factors is None else [])))
+                                     + ([p.benchmark] if needs_benchmark(p) else [])))
         if not targets:
             raise DataError("--update yfinance on an empty store needs --universe")
         notes += update_yfinance(store, targets, downloader)
@@ -163,7 +184,7 @@ def refresh(p: RefreshParams, *, downloader: Callable | None = None, progress: b
     store_id = store.store_id
     store_generation = store.generation  # read before any price: later commits are seen again
     universe = resolve_universe(p, store, base_universe)
-    reg = factor_regressors(store, p.factors) if p.factors else benchmark_regressors(store, p.benchmark)
+    reg = regressors(p, store)
     params = canonical_params(p, reg.x.shape[1])
     key = params_key(params)
     out = Path(p.out)
@@ -199,7 +220,9 @@ def refresh(p: RefreshParams, *, downloader: Callable | None = None, progress: b
                          cal=reg.cal.values.astype("datetime64[D]"), x=reg.x.to_numpy(float),
                          factors=tuple(map(str, reg.x.columns)),
                          rf=None if reg.rf is None else reg.rf.to_numpy(float),
-                         spec=fit_spec(p), min_obs=int(params["min_obs"]))
+                         spec=fit_spec(p), min_obs=int(params["min_obs"]),
+                         row_dates=None if reg.freq is None else
+                         reg.rows.values.astype("datetime64[D]"), freq=reg.freq)
         results: list[GroupResult] = []
         if plan.work:
             t2 = time.perf_counter()
@@ -279,7 +302,9 @@ def _assemble(p, plan: Plan, manifest, results: list[GroupResult], reg: Regresso
         "files": files,
         "inputs": {"store": str(Path(p.store).resolve()), "store_id": store_id,
                    "store_generation": store_generation,
-                   "benchmark": p.benchmark if p.factors is None else None, "factors": p.factors},
+                   "benchmark": p.benchmark if needs_benchmark(p) else None, "factors": p.factors,
+                   "model": model_name(p),
+                   "factors_dir": None if p.model is None else str(Path(p.factors_dir).resolve())},
         "data": {"first": str(rows[0].date()), "last": str(rows[-1].date()), "dates": len(rows),
                  "x_months": reg.month_hashes()},
         "results": {"first": min((e["first"] for e in entries), default=None),
@@ -357,9 +382,9 @@ def _write_report(out: Path, ctx: JobContext, outcome: RefreshOutcome) -> Path |
         fit = read_results(outcome.result_dir, assets=_report_assets(latest),
                            last_years=REPORT_YEARS)
         y = x = None
-        if len(latest.factors) == 1 and ctx.window is not None:
+        if len(latest.factors) == 1 and not ctx.spec.window.expanding:
             top = latest.coef(latest.factors[0]).iloc[-1].idxmax()
-            s = max(0, len(ctx.cal) - 1 - ctx.window)
+            s = ctx.window_start(len(ctx.x) - 1)  # the last window's rows
             y = read_returns(ctx, [str(top)], s)
             x = pd.Series(ctx.x[s:, 0], index=y.index, name=ctx.factors[0])
         path = write_html(fit, out / "report", y=y, x=x, cross_section=latest,

@@ -39,12 +39,14 @@ class JobContext:
 
     store, result_dir : absolute paths (a Dask worker in another directory sees the same);
     store_id : the driver's store, checked by every task (``check_inputs``).
-
-    cal : (n + 1,) datetime64[D] price dates; rows are ``cal[1:]``.
+    cal : (m,) datetime64[D] price dates (the daily calendar prices are read on).
     x : (n, k) float64 factor returns on the rows; factors : their names.
     rf : (n,) float64 risk-free rate subtracted from the asset returns, or None.
     spec : the fit's validated options (``quantfit.spec.FitSpec``), ``min_obs`` its resolved
         row count.
+    row_dates : (n,) datetime64[D] the fit's rows: ``cal[1:]`` (None), or the periods of
+        ``freq`` (labelled by their calendar ends), to which the assets' daily returns on
+        ``cal`` are compounded.
     """
 
     store: str
@@ -57,13 +59,27 @@ class JobContext:
     rf: np.ndarray | None
     spec: FitSpec
     min_obs: int
+    row_dates: np.ndarray | None = None
+    freq: str | None = None
 
     @property
-    def window(self) -> int | None:
+    def window(self) -> int | str | None:
         return self.spec.window.length
 
     def rows(self) -> pd.DatetimeIndex:
-        return pd.DatetimeIndex(self.cal[1:].astype("datetime64[us]"), name="date")
+        dates = self.cal[1:] if self.row_dates is None else self.row_dates
+        return pd.DatetimeIndex(dates.astype("datetime64[us]"), name="date")
+
+    def window_start(self, r: int) -> int:
+        """The first row of the window ending at row ``r`` (rows, a calendar lookback, or 0
+        for expanding windows): the rows a refit from ``r`` on must read."""
+        w = self.spec.window
+        if w.expanding:
+            return 0
+        if w.lookback is not None:
+            from quantfit.sampling import window_starts
+            return int(window_starts(self.rows(), w.lookback)[r])
+        return max(0, r - int(w.length) + 1)
 
 
 @dataclass
@@ -84,12 +100,24 @@ class GroupResult:
 
 
 def read_returns(ctx: JobContext, assets: list[str], s: int) -> pd.DataFrame:
-    """Returns of ``assets`` on rows ``s:`` (prices read from calendar date ``cal[s]`` on)."""
-    from quantfit.data import PriceStore
+    """Returns of ``assets`` on rows ``s:`` (prices read from calendar date ``cal[s]`` on); with
+    ``ctx.freq``, daily returns on the calendar compounded to the rows' periods (read from the
+    period before row ``s``, so that row ``s``'s period is never an edge ``qf.compound`` would
+    judge partial), in excess of the period's rate."""
+    from quantfit.data import PriceStore, compound
     from quantfit.data import returns as to_returns
-    cal = pd.DatetimeIndex(ctx.cal[s:].astype("datetime64[us]"), name="date")
+    if ctx.freq is None:
+        i0, rows = s, None
+    else:
+        from quantfit.data.frequency import FREQS
+        rows = ctx.rows()[s:]
+        before = (pd.Period(rows[0], FREQS[ctx.freq]) - 1).start_time
+        i0 = max(0, int(np.searchsorted(ctx.cal, np.datetime64(before.date(), "D"))) - 1)
+    cal = pd.DatetimeIndex(ctx.cal[i0:].astype("datetime64[us]"), name="date")
     px = PriceStore(ctx.store).prices(assets, start=cal[0], end=cal[-1]).reindex(cal)
     y = to_returns(px)
+    if rows is not None:
+        y = compound(y, ctx.freq).reindex(rows)
     if ctx.rf is not None:
         y = y.sub(ctx.rf[s:], axis=0)
     return y
@@ -121,20 +149,18 @@ def check_inputs(ctx: JobContext) -> None:
                         f"(store id differs): the store must be on a file system every worker shares")
 
 
-def bands(ctx: JobContext, work: GroupWork) -> list[tuple[dict[str, int], int]]:
-    """The group's assets in bands fitted separately: ``[(fit_from of the band, first row
+def bands(ctx: JobContext, fit_from: dict[str, int], fresh: bool) -> list[tuple[dict[str, int], int]]:
+    """The assets to refit in bands fitted separately: ``[(fit_from of the band, first row
     read)]``. On a night with revisions, the assets refitted from deep in the past (a revised
-    history) form their own band, so the others read and fit only their tail."""
-    if work.fresh or ctx.window is None:
-        return [(work.fit_from, 0)]
-    tail = max(work.fit_from.values())
-    shallow = {a: f for a, f in work.fit_from.items() if f > tail - ctx.window}
-    deep = {a: f for a, f in work.fit_from.items() if a not in shallow}
-    out = []
-    for part in (deep, shallow):
-        if part:  # rows the windows need: the window ending at row r starts at r - W + 1
-            out.append((part, max(0, min(part.values()) - ctx.window + 1)))
-    return out
+    history) form their own band, so the others read and fit only their tail: the rows of the
+    window ending at their first refitted row (``JobContext.window_start``)."""
+    if fresh or ctx.spec.window.expanding:
+        return [(fit_from, 0)]
+    tail = max(fit_from.values())
+    reach = ctx.window_start(tail)  # where the tail's windows begin
+    shallow = {a: f for a, f in fit_from.items() if f >= reach}
+    deep = {a: f for a, f in fit_from.items() if a not in shallow}
+    return [(part, ctx.window_start(min(part.values()))) for part in (deep, shallow) if part]
 
 
 def run_group(ctx: JobContext, work: GroupWork, old: dict[str, dict]) -> GroupResult:
@@ -144,6 +170,15 @@ def run_group(ctx: JobContext, work: GroupWork, old: dict[str, dict]) -> GroupRe
     """
     t0 = time.perf_counter()
     res = GroupResult(group=work.group)
+    rows = ctx.rows()
+    fit_from = dict(work.fit_from)
+    every = ctx.spec.sampling.every
+    if every is not None and not work.fresh:
+        # An estimate per period, dated on its last row so far: refit from the start of the
+        # period, so the new last row's estimate replaces the one the period had.
+        from quantfit.sampling import period_start_rows
+        first_of = period_start_rows(rows, every)
+        fit_from = {a: int(first_of[r]) for a, r in fit_from.items()}
     pos = {a: i for i, a in enumerate(work.assets)}
     dictionary = pa.array(list(work.assets), pa.string())
     rs = ResultSet(ctx.result_dir)
@@ -151,22 +186,24 @@ def run_group(ctx: JobContext, work: GroupWork, old: dict[str, dict]) -> GroupRe
     # the new fit has no estimate any more.
     replace_from: dict[int, int] = {}
     sources = []
-    for fit_from, s in bands(ctx, work):
-        y = read_returns(ctx, list(fit_from), s)
+    for part, s in bands(ctx, fit_from, work.fresh):
+        y = read_returns(ctx, list(part), s)
         fit = _fit(ctx, y, s)
         names = [str(a) for a in fit.assets]
         res.terms, res.meta = list(fit.terms), fit.meta.to_dict()
         res.rows_fitted_on += len(y)
-        # Each asset's first refitted row (in the fit's rows): windows before it keep their
-        # committed rows, so they are left out of what is written.
-        starts = np.array([fit_from[a] - s for a in names], dtype=np.int64)
+        # Each asset's first refitted date, and its position among the fit's dates (every row,
+        # or the period ends): windows before it keep their committed rows, so they are left
+        # out of what is written.
+        start_days = rows.values[[part[a] for a in names]].astype("datetime64[D]").astype(np.int64)
+        days = fit.index.values.astype("datetime64[D]").astype(np.int64)
+        starts = np.searchsorted(days, start_days, side="left").astype(np.int64)
         warn, most = _task_warnings(ctx, fit, starts, y.iloc[-1].notna().to_numpy())
         res.warnings += warn
         res.max_nobs.update(most)
         codes = np.array([pos[a] for a in names], dtype=np.int32)
-        days = fit.index.values.astype("datetime64[D]").astype(np.int64)
         if not work.fresh:
-            replace_from.update({int(c): int(days[st]) for c, st in zip(codes, starts)})
+            replace_from.update({int(c): int(d) for c, d in zip(codes, start_days)})
         sources.append(_month_tables(fit, starts, codes, dictionary))
     t2 = time.perf_counter()
     delta = np.zeros(len(work.assets), dtype=np.int64)  # estimate count change per asset

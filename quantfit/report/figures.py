@@ -96,7 +96,8 @@ def plot_beta(fit: RollingFit, assets=None, term: str | None = None, band: float
             ax.fill_between(b.index, b.to_numpy() - half, b.to_numpy() + half,
                             color=line.get_color(), alpha=0.18, lw=0)
     w = fit.meta.spec.window
-    win = "expanding window" if w.expanding else f"{w.length}-row window"
+    win = "expanding window" if w.expanding else (
+        f"{w.length}-row window" if w.rows else f"{w.length} window")
     band_txt = f", band ±{band:g}·SE" if band else ""
     ax.set_title(f"Rolling {_what(term)} ({win}{band_txt})")
     ax.set_ylabel(f"β on {term}" if term != "alpha" else "α (per period)")

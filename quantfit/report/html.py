@@ -130,14 +130,15 @@ def write_html(fit: RollingFit, out_dir: str | PathLike, *, y: pd.DataFrame | No
         figure(f"heatmap_{tag}.png", f"β on {f}, assets × months",
                lambda p, f=f: plot_beta_heatmap(fit, term=f, path=p))
     if y is not None and x is not None and len(factors) == 1 and len(table):
-        window = fit.meta.spec.window.length or 252
+        window = _last_window_rows(fit.meta.spec.window, y.index, at)
         asset = table.index[0]
         figure("fit.png", f"{asset} against {factors[0]}, last window",
                lambda p: plot_fit(y, x, asset, end=at, window=int(window),
                                   robust=robust_available(), path=p))
 
     s = fit.meta.spec
-    win = "expanding" if s.window.expanding else f"window {s.window.length} rows"
+    win = "expanding" if s.window.expanding else (
+        f"window {s.window.length} rows" if s.window.rows else f"window {s.window.length}")
     missing = [str(a) for a in latest.assets if a not in table.index]
     note = (f"<p class=\"meta\">No estimate on {fmt_date(at)}: {e(', '.join(missing))}</p>"
             if missing else "")
@@ -159,3 +160,15 @@ def write_html(fit: RollingFit, out_dir: str | PathLike, *, y: pd.DataFrame | No
     with atomic_open(index, "w", encoding="utf-8") as fh:
         fh.write(page)
     return index
+
+
+def _last_window_rows(window, index: pd.Index, at) -> int:
+    """Rows of y in the window ending at ``at``: the window's length, or for a calendar
+    lookback ("60M") the rows dated in (at − lookback, at] (252 when expanding)."""
+    if window.rows is not None:
+        return int(window.rows)
+    if window.lookback is None:
+        return 252
+    from quantfit.sampling import window_starts
+    last = int(index.searchsorted(pd.Timestamp(at), side="right")) - 1
+    return max(3, last - int(window_starts(index[:last + 1], window.lookback)[-1]) + 1)

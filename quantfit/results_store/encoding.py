@@ -16,9 +16,10 @@ These are the columns of ``RollingFit.windows()`` (the one conversion of a fit t
 behind ``to_frame`` and ``to_parquet``), cut into months. Rows are sorted by (date, asset in
 group order), as ``windows()`` gives them, so a month is a contiguous slice.
 
-The public tidy shape (``date, asset, term, estimate, std_error, t_stat, r2, resid_vol, nobs,
-converged, n_iter``, sorted by date, asset, term) is rebuilt on read (``to_tidy``); ``t_stat``
-is ``estimate / std_error``.
+The public tidy shape (``date, asset, term, estimate, std_error, t_stat, p_value, r2,
+resid_vol, nobs, converged, n_iter``, sorted by date, asset, term) is rebuilt on read
+(``to_tidy``); ``t_stat`` is ``estimate / std_error`` and ``p_value`` its two-sided p-value
+(``quantfit.inference``, from ``nobs`` and the run's metadata): derived, not stored.
 """
 
 from __future__ import annotations
@@ -149,9 +150,10 @@ def _column(table: pa.Table, name: str) -> np.ndarray:
     return table.column(name).to_numpy()
 
 
-def to_windows(table: pa.Table, terms: Sequence[str]) -> WindowColumns:
+def to_windows(table: pa.Table, terms: Sequence[str], meta=None) -> WindowColumns:
     """Part-file rows (any order, several groups) -> ``WindowColumns`` sorted by date, then
-    asset name: the form ``RollingFit.windows()`` gives, for the one tidy conversion."""
+    asset name: the form ``RollingFit.windows()`` gives, for the one tidy conversion.
+    ``meta`` (the run's ``FitMeta``) says how p-values are formed (parameters, distribution)."""
     n = table.num_rows
     cat = pd.Categorical(table.column("asset").to_pandas()) if n else pd.Categorical([])
     names = np.asarray(cat.categories.astype(str), dtype=object)
@@ -171,14 +173,17 @@ def to_windows(table: pa.Table, terms: Sequence[str]) -> WindowColumns:
             return np.empty((0, len(terms)))
         return np.stack([_column(table, term_column(kind, t))[order] for t in terms], 1)
 
+    n_params = None if meta is None else sum(t not in meta.derived for t in terms)
     return WindowColumns(index, assets, list(terms), date_pos.astype(np.int64), asset_pos,
                          pairs("estimate"), pairs("std_error"), col("r2", np.float64),
                          col("resid_vol", np.float64), col("nobs", np.int32),
-                         col("converged", bool), col("n_iter", np.int32))
+                         col("converged", bool), col("n_iter", np.int32), n_params,
+                         bool(meta is not None and meta.normal_inference))
 
 
-def to_tidy(table: pa.Table, terms: Sequence[str]) -> pd.DataFrame:
-    """Part-file rows -> the public tidy frame (``TIDY_COLUMNS``), sorted by date, asset, term."""
-    frame = pd.DataFrame(to_windows(table, terms).tidy())
+def to_tidy(table: pa.Table, terms: Sequence[str], meta=None) -> pd.DataFrame:
+    """Part-file rows -> the public tidy frame (``TIDY_COLUMNS``), sorted by date, asset, term;
+    ``p_value`` formed from the stored columns (``meta``: the run's ``FitMeta``)."""
+    frame = pd.DataFrame(to_windows(table, terms, meta).tidy())
     frame["date"] = pd.to_datetime(frame["date"]).astype(DATE_DTYPE)
     return frame

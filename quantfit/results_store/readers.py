@@ -162,11 +162,14 @@ def read_table(out_dir: str | os.PathLike, start=None, end=None, assets=None) ->
 
 
 def read_tidy(out_dir: str | os.PathLike, start=None, end=None, assets=None) -> tuple[pd.DataFrame, dict]:
-    """The public tidy rows (``date, asset, term, estimate, std_error, t_stat, r2, resid_vol,
-    nobs, converged, n_iter``, sorted by date, asset, term) between ``start`` and ``end``
-    (inclusive) of ``assets`` (default all), and the result set's manifest."""
+    """The public tidy rows (``date, asset, term, estimate, std_error, t_stat, p_value, r2,
+    resid_vol, nobs, converged, n_iter``, sorted by date, asset, term) between ``start`` and
+    ``end`` (inclusive) of ``assets`` (default all), and the result set's manifest. ``t_stat``
+    and ``p_value`` are formed from the stored estimates (nothing more is stored)."""
+    from quantfit.results import FitMeta
+
     table, manifest = read_table(out_dir, start, end, assets)
-    return to_tidy(table, manifest["terms"]), manifest
+    return to_tidy(table, manifest["terms"], FitMeta.from_dict(manifest["meta"])), manifest
 
 
 def read_results(out_dir: str | os.PathLike, start=None, end=None, *, assets=None,
