@@ -11,24 +11,24 @@ result set directory: manifest, part files, lock, commit), ``readers`` (``read_b
 
 from quantfit.results import TIDY_COLUMNS
 from quantfit.results_store.encoding import (
-                                             estimate_column,
-                                             file_schema,
-                                             merge_month,
-                                             month_tables,
-                                             std_error_column,
-                                             to_tidy,
-                                             to_windows,
+    estimate_column,
+    file_schema,
+    merge_month,
+    month_tables,
+    std_error_column,
+    to_tidy,
+    to_windows,
 )
 from quantfit.results_store.readers import read_betas, read_results, read_table, read_tidy
 from quantfit.results_store.resultset import (
-                                             FORMAT,
-                                             LATEST,
-                                             MANIFEST,
-                                             VERSION,
-                                             ResultSet,
-                                             check_manifest,
-                                             open_results,
-                                             write_latest,
+    FORMAT,
+    LATEST,
+    MANIFEST,
+    VERSION,
+    ResultSet,
+    check_manifest,
+    open_results,
+    write_latest,
 )
 
 __all__ = [
