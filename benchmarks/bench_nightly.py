@@ -4,7 +4,8 @@
     python benchmarks/bench_nightly.py --assets 500 --days 1500       # a quick run
 
 Builds (once, cached under ``--work``) a synthetic store: ``--assets`` tickers with ragged
-starts plus the benchmark SPY over ``--days`` business days (``nightly_data.py``), then times,
+starts plus the benchmark SPY over ``--days`` business days (``nightly_data.py``), ingested in
+batches and compacted once, as the README recommends after a bulk load; then times,
 each step in a **fresh process** (wall time including the interpreter's start-up, peak RSS of
 that process from ``wait4``):
 
@@ -14,7 +15,10 @@ that process from ``wait4``):
 3. one new day for every ticker: ``quantfit ingest csv`` of that day, then the incremental
    ``quantfit refresh``;
 4. the left-out ticker added to the universe: ``quantfit refresh``;
-5. ``qf.read_betas`` of the latest date (a fresh interpreter: import + read).
+5. ``qf.read_betas`` of the latest date (a fresh interpreter: import + read; the call's own
+   time is printed by the child);
+6. a night with revisions: 100 tickers' whole histories re-adjusted (rescaled), then another
+   day for everyone: the two ingests and the incremental ``quantfit refresh``.
 
 Prints a markdown table; ``--json PATH`` also writes the figures. Not a test.
 """
@@ -50,7 +54,10 @@ def run(cmd: list[str], label: str, env: dict | None = None, ok: tuple[int, ...]
     if code not in ok:
         raise SystemExit(f"{label} failed ({code}):\n{out}\n{err}")
     row = {"step": label, "wall_s": round(wall, 2), "peak_mib": round(usage.ru_maxrss / 1024)}
-    print(f"  {label}: {wall:.2f} s, {row['peak_mib']} MiB", flush=True)
+    said = out.strip().splitlines()[-1][:160] if out.strip() else ""
+    if said:
+        row["output"] = said
+    print(f"  {label}: {wall:.2f} s, {row['peak_mib']} MiB" + (f"  [{said}]" if said else ""), flush=True)
     return row
 
 
@@ -78,6 +85,9 @@ def build(work: Path, n_assets: int, n_days: int) -> tuple[Path, Path]:
                 "for i in range(f.num_row_groups):\n"
                 "    s.ingest(f.read_row_group(i).to_pandas())\n")
         run([sys.executable, "-c", code, str(src), str(store)], "build the store (ingest in batches)")
+        # What the README recommends after a bulk load: fold the batches' deltas once, so the
+        # nightly appends that follow do not pay for it.
+        run(quantfit("store", "compact", "--store", str(store), "--quiet"), "quantfit store compact")
     return src, store
 
 
@@ -133,8 +143,24 @@ def main() -> None:
     universe.write_text("\n".join(names) + "\n")
     rows.append(run(quantfit("refresh", *common, "--out", str(out), "--universe", str(universe)),
                     f"one ticker added ({held_out}): quantfit refresh", ok=QF_OK))
-    code = "import sys, quantfit as qf; b = qf.read_betas(sys.argv[1]); print(len(b))"
-    rows.append(run([sys.executable, "-c", code, str(out)], "read_betas(out), latest date"))
+    code = ("import sys, time, quantfit as qf; t = time.perf_counter(); b = qf.read_betas(sys.argv[1]);"
+            " print(f'read_betas: {len(b)} assets in {time.perf_counter() - t:.3f} s')")
+    rows.append(run([sys.executable, "-c", code, str(out)], "read_betas(out), latest date (fresh process)"))
+
+    # A night with revisions: 100 tickers' histories re-adjusted (a dividend: every earlier
+    # close rescaled), then the next day for everyone.
+    revised = a.work / "revised.csv"
+    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import nightly_data as nd, pandas as pd; "
+            f"r = pd.read_parquet({str(src)!r}, filters=[('ticker', 'in', nd.tickers({a.assets})[::{max(1, a.assets // 100)}])]); "
+            f"r['close'] *= 0.98; r.to_csv({str(revised)!r}, index=False, date_format='%Y-%m-%d'); "
+            f"nd.next_day({a.assets}, {a.days + 1}).to_csv({str(day)!r}, index=False, date_format='%Y-%m-%d')")
+    run([sys.executable, "-c", code], "generate 100 re-adjusted histories and the day after")
+    rows.append(run(quantfit("ingest", "csv", str(revised), "--store", str(store)),
+                    "100 re-adjusted histories: quantfit ingest csv", ok=QF_OK))
+    rows.append(run(quantfit("ingest", "csv", str(day), "--store", str(store)),
+                    "the next day: quantfit ingest csv", ok=QF_OK))
+    rows.append(run(quantfit("refresh", *common, "--out", str(out), "--universe", str(universe)),
+                    "a new day + 100 revised histories: incremental quantfit refresh", ok=QF_OK))
 
     report(rows, {"assets": a.assets, "days": a.days, "window": a.window}, a.json)
 

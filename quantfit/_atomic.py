@@ -71,11 +71,14 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", *, durable: bool = Fa
 def write_json_atomic(path: str | os.PathLike, obj: Any, **dump_kwargs) -> None:
     """Atomically and durably replace ``path`` with ``obj`` as JSON (see ``atomic_open``).
 
-    ``dump_kwargs`` go to ``json.dump`` (default: compact separators).
+    ``dump_kwargs`` go to ``json.dumps`` (default: compact separators); encoding the whole
+    text at once takes the C encoder, several times faster than ``json.dump``'s chunks for a
+    manifest of thousands of entries.
     """
     dump_kwargs.setdefault("separators", (",", ":"))
+    text = json.dumps(obj, **dump_kwargs)
     with atomic_open(path, "w", durable=True) as fh:
-        json.dump(obj, fh, **dump_kwargs)
+        fh.write(text)
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from quantfit.data.dates import DATE_DTYPE, parse_dates
-from quantfit.data.tickers import normalize_ticker, normalize_tickers
+from quantfit.data.tickers import TICKER_PATTERN, normalize_ticker, normalize_tickers
 from quantfit.errors import DataError
 
 __all__ = ["DATE_DTYPE", "REQUIRED_COLUMNS", "day_numbers", "normalize_tickers", "parse_dates",
@@ -66,10 +66,16 @@ def _parse_tickers(raw: pd.Series, source: str | None) -> tuple[pd.Series, dict[
     if missing.any():
         i = int(np.flatnonzero(missing)[0])
         raise DataError(f"{_where(source)}missing ticker in row {i} ({int(missing.sum())} rows in all)")
-    names = []
-    for k, c in enumerate(cat.cat.categories):
+    categories = cat.cat.categories
+    if categories.dtype == object or pd.api.types.is_string_dtype(categories.dtype):
+        # Names already in their normal form (the usual case) pass in one vectorized match.
+        ok = np.asarray(categories.astype(str).str.fullmatch(TICKER_PATTERN), dtype=bool)
+    else:
+        ok = np.zeros(len(categories), dtype=bool)
+    names = list(categories.astype(str)) if ok.all() else []
+    for k, c in enumerate(categories if not ok.all() else ()):
         try:
-            names.append(normalize_ticker(c))
+            names.append(str(c) if ok[k] else normalize_ticker(c))
         except DataError as exc:
             raise DataError(f"{_where(source)}{exc} (row {int(np.argmax(codes == k))})") from None
     cats = pd.Index(names)

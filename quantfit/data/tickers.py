@@ -20,7 +20,9 @@ from quantfit.errors import DataError
 MAX_LEN = 32
 #: The characters a ticker may contain after upper-casing, as documented.
 ALLOWED = "A-Z, 0-9 and . - / ^ = _ & : + @ $"
-_TICKER = re.compile(rf"[A-Z0-9.\-/^=_&:+@$]{{1,{MAX_LEN}}}")
+#: A ticker in its normal form (already stripped and upper-cased), as a regular expression.
+TICKER_PATTERN = rf"[A-Z0-9.\-/^=_&:+@$]{{1,{MAX_LEN}}}"
+_TICKER = re.compile(TICKER_PATTERN)
 
 
 def ticker_problem(name: str, shown: str | None = None) -> str | None:

@@ -23,6 +23,8 @@ from torch import Tensor
 #: Idle result buffers kept for reuse (bytes, all buffers together; and how many at most).
 POOL_BYTES = 512 * 2**20
 POOL_BUFFERS = 64
+#: A pooled buffer serves a request up to this factor smaller than itself.
+REUSE_SLACK = 1.25
 
 _NP = {
     torch.float64: np.float64,
@@ -47,15 +49,19 @@ class BufferPool:
         with self._lock:
             buf = None
             for i in range(len(self._bufs)):
-                # 2 = the list's reference + getrefcount's argument: nothing else holds it.
-                if self._bufs[i].nbytes == n and sys.getrefcount(self._bufs[i]) == 2:
+                # 2 = the list's reference + getrefcount's argument: nothing else holds it (a
+                # result handed out is a view, which references its buffer). A buffer up to
+                # REUSE_SLACK larger serves too, so fits of nearly equal sizes (chunks of a
+                # universe) share buffers instead of each leaving its own in the pool.
+                size = self._bufs[i].nbytes
+                if n <= size <= n * REUSE_SLACK and sys.getrefcount(self._bufs[i]) == 2:
                     buf = self._bufs.pop(i)
                     break
             if buf is None:  # torch's allocator: 4 KB pages (see the module docstring)
                 buf = torch.empty(n, dtype=torch.uint8).numpy()
             self._bufs.append(buf)  # most recently used last
             self._trim()
-        return torch.from_numpy(buf.view(npdt).reshape(shape))
+        return torch.from_numpy(buf[:n].view(npdt).reshape(shape))
 
     def _trim(self) -> None:
         total = sum(b.nbytes for b in self._bufs)
