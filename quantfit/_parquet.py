@@ -101,6 +101,7 @@ class _Labels:
         else:
             vals = idx.to_numpy()
             inferred = pd.api.types.infer_dtype(vals, skipna=False)
+            values: list[int] | list[str] | list[float]
             if any(isinstance(v, tuple) for v in vals):
                 raise FitError(f"to_parquet: {what} labels are tuples; flatten them to strings "
                                f"first")
