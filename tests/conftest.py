@@ -53,3 +53,10 @@ def engine_path(y, x, window, min_obs=None, **kw) -> str:
     spec = RollingSpec(window=window, min_obs=min_obs or window or p, **kw)
     return select_path(torch.tensor(Y.to_numpy(float).T), torch.tensor(X.to_numpy(float)), spec,
                        torch.device("cpu"), torch.float64)
+
+
+@pytest.fixture(scope="session")
+def sample_long():
+    """The embedded sample, long (date, ticker, close), from 2015 on. Do not mutate."""
+    long = qf.sources.sample()
+    return long[long["date"] >= "2015-01-01"].reset_index(drop=True)

@@ -26,12 +26,6 @@ UNIVERSE = ["AAPL", "BABA", "GE", "JPM", "MA", "XOM"]
 CUT = pd.Timestamp("2023-06-15")  # mid-month
 
 
-@pytest.fixture(scope="module")
-def sample_long():
-    long = qf.sources.sample()
-    return long[long["date"] >= "2015-01-01"].reset_index(drop=True)
-
-
 def make_store(path: Path, long: pd.DataFrame) -> str:
     PriceStore(path).ingest(long)
     return str(path)
@@ -123,6 +117,8 @@ def test_incremental_equals_full_recompute(tmp_path, sample_long, change):
     got, _ = read_tidy(out, assets=universe)
     ref, _ = read_tidy(fresh)
     assert_tidy_equal(got, ref)
+    if change != "removed":  # the manifest's per-asset counts are exact too
+        assert {a: k for a, k in m["asset_rows"].items() if a in universe} == manifest(fresh)["asset_rows"]
     if change == "new_days":
         assert outcome.mode == "incremental" and run["first_fitted"] > str(CUT.date())
         assert run["rows_fitted_on"] == outcome.dates_fitted + 251  # the tail: window - 1 + new

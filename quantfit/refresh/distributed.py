@@ -29,6 +29,7 @@ from typing import Iterable, Iterator
 from quantfit.errors import DataError
 from quantfit.refresh.plan import GroupWork
 from quantfit.refresh.task import GroupResult, JobContext, check_inputs, run_group
+from quantfit.results_store.overlays import GroupFiles
 
 log = logging.getLogger("quantfit.refresh")
 
@@ -97,7 +98,7 @@ def worker_group_size(client, n_rows: int, default: int) -> int:
     return int(max(50, min(default, min(limits) // 2 // (BYTES_PER_CELL * max(n_rows, 1)))))
 
 
-def _task(ctx: JobContext, work: GroupWork, old: dict) -> GroupResult:
+def _task(ctx: JobContext, work: GroupWork, old: GroupFiles) -> GroupResult:
     """``run_group`` on a worker, with torch on one thread (the worker has one core), after
     checking that the worker sees the driver's store and result set."""
     import torch
@@ -106,13 +107,13 @@ def _task(ctx: JobContext, work: GroupWork, old: dict) -> GroupResult:
     return run_group(ctx, work, old)
 
 
-def run_dask(client, ctx: JobContext, work: list[GroupWork], old: dict[int, dict],
+def run_dask(client, ctx: JobContext, work: list[GroupWork], old: dict[int, GroupFiles],
              bar) -> Iterable[GroupResult]:
     """The group tasks on ``client``'s cluster, yielded as they complete (feeding ``bar``)."""
     distributed = _distributed()
     ctx_future = client.scatter(ctx, broadcast=True, hash=False)
     futures = {
-        client.submit(_task, ctx_future, w, old.get(w.group, {}), pure=False,
+        client.submit(_task, ctx_future, w, old.get(w.group, GroupFiles()), pure=False,
                       key=f"quantfit-{Path(ctx.result_dir).name}-{ctx.generation}-group-{w.group}"): w
         for w in work
     }

@@ -33,6 +33,8 @@ from quantfit.refresh.regressors import (Regressors, benchmark_regressors, facto
                                          model_regressors)
 from quantfit.refresh.task import GroupResult, JobContext, read_returns, run_group
 from quantfit.results_store import FORMAT, VERSION, ResultSet, write_latest
+from quantfit.results_store.overlays import GroupFiles, group_files
+from quantfit.results_store.resultset import live_files
 
 log = logging.getLogger("quantfit.refresh")
 
@@ -114,7 +116,7 @@ def default_jobs() -> int:
 MAX_JOBS = 8
 
 
-def run_local(ctx: JobContext, work: list[GroupWork], old: dict[int, dict], bar: Progress,
+def run_local(ctx: JobContext, work: list[GroupWork], old: dict[int, GroupFiles], bar: Progress,
               jobs: int = 1) -> Iterator[GroupResult]:
     """The tasks in this process, ``jobs`` at a time on threads, yielded as they complete.
 
@@ -124,7 +126,7 @@ def run_local(ctx: JobContext, work: list[GroupWork], old: dict[int, dict], bar:
     """
     if jobs <= 1 or len(work) <= 1:
         for w in work:
-            res = run_group(ctx, w, old.get(w.group, {}))
+            res = run_group(ctx, w, old.get(w.group, GroupFiles()))
             bar.update(len(w.fit_from))
             yield res
         return
@@ -136,7 +138,7 @@ def run_local(ctx: JobContext, work: list[GroupWork], old: dict[int, dict], bar:
             pending = {}
             queue = iter(work)
             for w in itertools.islice(queue, jobs):
-                pending[pool.submit(run_group, ctx, w, old.get(w.group, {}))] = w
+                pending[pool.submit(run_group, ctx, w, old.get(w.group, GroupFiles()))] = w
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
@@ -145,7 +147,7 @@ def run_local(ctx: JobContext, work: list[GroupWork], old: dict[int, dict], bar:
                     bar.update(len(w.fit_from))
                     yield res
                     for nxt in itertools.islice(queue, 1):
-                        pending[pool.submit(run_group, ctx, nxt, old.get(nxt.group, {}))] = nxt
+                        pending[pool.submit(run_group, ctx, nxt, old.get(nxt.group, GroupFiles()))] = nxt
     finally:
         torch.set_num_threads(threads)
 
@@ -222,11 +224,13 @@ def refresh(p: RefreshParams, *, downloader: Callable | None = None, progress: b
                          rf=None if reg.rf is None else reg.rf.to_numpy(float),
                          spec=fit_spec(p), min_obs=int(params["min_obs"]),
                          row_dates=None if reg.freq is None else
-                         reg.rows.values.astype("datetime64[D]"), freq=reg.freq)
+                         reg.rows.values.astype("datetime64[D]"), freq=reg.freq,
+                         new_from=None if manifest is None or manifest["data"]["last"] is None else
+                         int(reg.rows.searchsorted(pd.Timestamp(manifest["data"]["last"]), side="right")))
         results: list[GroupResult] = []
         if plan.work:
             t2 = time.perf_counter()
-            old = {} if plan.mode == "full" else {int(g): m for g, m in manifest["files"].items()}
+            old = {} if plan.mode == "full" else group_files(manifest)
             with Progress("fitting", total=plan.n_assets, unit="assets", quiet=not progress) as bar:
                 if client is not None:
                     from quantfit.refresh.distributed import run_dask
@@ -264,9 +268,10 @@ def _assemble(p, plan: Plan, manifest, results: list[GroupResult], reg: Regresso
     """The new manifest from the old one and the tasks' results, and the files it supersedes."""
     full = plan.mode == "full" or manifest is None
     files: dict[str, dict[str, dict]] = {} if full else {g: dict(m) for g, m in manifest["files"].items()}
+    overlays: dict[str, list[dict]] = {} if full else dict(manifest.get("overlays", {}))
     superseded: list[str] = []
     if full and manifest is not None:
-        superseded = [e["file"] for m in manifest["files"].values() for e in m.values()]
+        superseded = list(live_files(manifest))
     asset_rows: dict[str, int] = {} if full else dict(manifest.get("asset_rows", {}))
     task_warnings: list[str] = []
     max_nobs: dict[str, int] = {}
@@ -277,15 +282,19 @@ def _assemble(p, plan: Plan, manifest, results: list[GroupResult], reg: Regresso
                 months.pop(month, None)
             else:
                 months[month] = entry
+        if r.overlays is not None:
+            overlays[str(r.group)] = r.overlays
         superseded += r.superseded
         for a, d in r.asset_rows.items():
             asset_rows[a] = asset_rows.get(a, 0) + d
         task_warnings += r.warnings
         max_nobs.update(r.max_nobs)
         outcome.rows_written += r.rows_written
-        outcome.files_written += sum(e is not None for e in r.files.values())
+        outcome.files_written += sum(e is not None for e in r.files.values()) + r.new_overlay
     files = {g: dict(sorted(m.items())) for g, m in sorted(files.items(), key=lambda kv: int(kv[0])) if m}
+    overlays = {g: o for g, o in sorted(overlays.items(), key=lambda kv: int(kv[0])) if o}
     entries = [e for m in files.values() for e in m.values()]
+    spans = [e for e in (*entries, *(o for g in overlays.values() for o in g)) if e["first"] is not None]
     terms = results[0].terms if results else manifest["terms"]
     meta = results[0].meta if results else manifest["meta"]
     rows = reg.rows
@@ -299,7 +308,7 @@ def _assemble(p, plan: Plan, manifest, results: list[GroupResult], reg: Regresso
         "params": params, "created": (manifest or {}).get("created", now), "updated": now,
         "package_version": __version__, "meta": meta, "terms": terms,
         "universe": universe, "groups": [{"assets": g} for g in plan.groups],
-        "files": files,
+        "files": files, "overlays": overlays,
         "inputs": {"store": str(Path(p.store).resolve()), "store_id": store_id,
                    "store_generation": store_generation,
                    "benchmark": p.benchmark if needs_benchmark(p) else None, "factors": p.factors,
@@ -307,9 +316,10 @@ def _assemble(p, plan: Plan, manifest, results: list[GroupResult], reg: Regresso
                    "factors_dir": None if p.model is None else str(Path(p.factors_dir).resolve())},
         "data": {"first": str(rows[0].date()), "last": str(rows[-1].date()), "dates": len(rows),
                  "x_months": reg.month_hashes()},
-        "results": {"first": min((e["first"] for e in entries), default=None),
-                    "last": max((e["last"] for e in entries), default=None),
-                    "rows": sum(e["rows"] for e in entries), "files": len(entries)},
+        "results": {"first": min((e["first"] for e in spans), default=None),
+                    "last": max((e["last"] for e in spans), default=None),
+                    "rows": sum(asset_rows.values()),
+                    "files": len(entries) + sum(map(len, overlays.values()))},
         "asset_rows": {a: n for a, n in sorted(asset_rows.items()) if n},
     }
     previous = None if full else manifest["data"]["last"]

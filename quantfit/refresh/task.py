@@ -23,7 +23,15 @@ import pyarrow as pa
 
 from quantfit.refresh.plan import GroupWork
 from quantfit.results import RollingFit, WindowColumns
-from quantfit.results_store import ResultSet, merge_month, month_tables
+from quantfit.results_store import ResultSet, file_schema, merge_month, month_tables
+from quantfit.results_store.overlays import (
+    FOLD_SPREAD,
+    MAX_OVERLAYS,
+    OVERLAY_MIN_MONTHS,
+    GroupFiles,
+    GroupView,
+    applicable,
+)
 from quantfit.results_store.resultset import LOCK_FILE
 from quantfit.spec import FitSpec
 
@@ -47,6 +55,7 @@ class JobContext:
     row_dates : (n,) datetime64[D] the fit's rows: ``cal[1:]`` (None), or the periods of
         ``freq`` (labelled by their calendar ends), to which the assets' daily returns on
         ``cal`` are compounded.
+    new_from : the first row after the rows the result set covered before this run.
     """
 
     store: str
@@ -61,6 +70,7 @@ class JobContext:
     min_obs: int
     row_dates: np.ndarray | None = None
     freq: str | None = None
+    new_from: int | None = None  # the first row the previous run did not cover (None: none)
 
     @property
     def window(self) -> int | str | None:
@@ -89,6 +99,8 @@ class GroupResult:
     group: int
     files: dict[str, dict] = field(default_factory=dict)  # month -> new manifest entry
     superseded: list[str] = field(default_factory=list)  # files the new entries replace
+    overlays: list[dict] | None = None  # the group's overlays after the run (None: unchanged)
+    new_overlay: bool = False  # one of them written by this run
     rows_written: int = 0
     rows_fitted_on: int = 0  # return rows read and fitted (the tail on an incremental night)
     asset_rows: dict[str, int] = field(default_factory=dict)  # estimate count change per asset
@@ -163,30 +175,59 @@ def bands(ctx: JobContext, fit_from: dict[str, int], fresh: bool) -> list[tuple[
     return [(part, ctx.window_start(min(part.values()))) for part in (deep, shallow) if part]
 
 
-def run_group(ctx: JobContext, work: GroupWork, old: dict[str, dict]) -> GroupResult:
-    """Refit ``work.fit_from``'s assets and write their group's new month files (see module).
+#: Replaces every row of an asset in a month (a day number before any date).
+ALL_ROWS = int(np.iinfo(np.int32).min)
 
-    ``old`` : the group's committed manifest entries by month (empty for a fresh group).
+
+def run_group(ctx: JobContext, work: GroupWork, old: GroupFiles) -> GroupResult:
+    """Refit ``work.fit_from``'s assets and write their group's new files (see module).
+
+    ``old`` : the group's committed files (empty for a fresh group). Assets refitted from
+    more than ``OVERLAY_MIN_MONTHS`` months before the night's tail (a revised history, an
+    asset back or added) are refitted from their first row and written as one overlay file
+    (``quantfit.results_store.overlays``) instead of rewriting every month they touch; a group
+    with ``MAX_OVERLAYS`` overlays is refitted in full instead (its files written afresh).
     """
     t0 = time.perf_counter()
     res = GroupResult(group=work.group)
     rows = ctx.rows()
     fit_from = dict(work.fit_from)
     every = ctx.spec.sampling.every
-    if every is not None and not work.fresh:
+    # Groups fold at 5 to 8 overlays (by their number), so that when revisions reach every
+    # group each night, the folds (each a refit of its group) spread over four nights.
+    fold = not work.fresh and len(old.overlays) >= MAX_OVERLAYS - work.group % FOLD_SPREAD
+    if fold:  # fold the overlays: every asset of the group refitted, every file written afresh
+        fit_from = {a: 0 for a in work.assets}
+    fresh = work.fresh or fold
+    if every is not None and not fresh:
         # An estimate per period, dated on its last row so far: refit from the start of the
         # period, so the new last row's estimate replaces the one the period had.
         from quantfit.sampling import period_start_rows
         first_of = period_start_rows(rows, every)
         fit_from = {a: int(first_of[r]) for a, r in fit_from.items()}
     pos = {a: i for i, a in enumerate(work.assets)}
+    n = len(work.assets)
     dictionary = pa.array(list(work.assets), pa.string())
     rs = ResultSet(ctx.result_dir)
+    # Assets refitted from further back than OVERLAY_MIN_MONTHS before the night's new rows
+    # (their period's start with ``every``) go to an overlay, refitted from their first row;
+    # the others are refitted in place, and months from the first of their rows on rewritten.
+    r_new = min(len(rows) if ctx.new_from is None else ctx.new_from, len(rows) - 1)
+    last = rows.values[first_of[r_new] if every is not None and not fresh else r_new]
+    overlay = {} if fresh or ctx.spec.window.expanding else {
+        a: 0 for a, f in fit_from.items() if _months_between(rows.values[f], last) >= OVERLAY_MIN_MONTHS}
+    rest = {a: f for a, f in fit_from.items() if a not in overlay}
+    tail_month = str(rows.values[min(rest.values())].astype("datetime64[M]") if rest
+                     else rows.values[-1].astype("datetime64[M]") + 1)  # (none: no month rewritten)
+    plan = ([(overlay, 0, True)] if overlay else []) + \
+        ([(part, s, False) for part, s in bands(ctx, rest, fresh)] if rest else [])
     # Old rows of a refitted asset from its first refitted date on are superseded, also where
     # the new fit has no estimate any more.
     replace_from: dict[int, int] = {}
+    overlaid = np.zeros(n, dtype=bool)  # assets whose rows before the tail go to the overlay
+    overlay_tables: list[pa.Table] = []
     sources = []
-    for part, s in bands(ctx, fit_from, work.fresh):
+    for part, s, to_overlay in plan:
         y = read_returns(ctx, list(part), s)
         fit = _fit(ctx, y, s)
         names = [str(a) for a in fit.assets]
@@ -202,43 +243,86 @@ def run_group(ctx: JobContext, work: GroupWork, old: dict[str, dict]) -> GroupRe
         res.warnings += warn
         res.max_nobs.update(most)
         codes = np.array([pos[a] for a in names], dtype=np.int32)
-        if not work.fresh:
+        tables = _month_tables(fit, starts, codes, dictionary)
+        if to_overlay:
+            overlaid[codes] = True
+            tail = []
+            for month, table in tables:
+                if month < tail_month:
+                    overlay_tables.append(table)
+                else:
+                    tail.append((month, table))
+            tables = iter(tail)
+            replace_from.update({int(c): ALL_ROWS for c in codes})
+        elif not fresh:
             replace_from.update({int(c): int(d) for c, d in zip(codes, start_days)})
-        sources.append(_month_tables(fit, starts, codes, dictionary))
+        sources.append(tables)
     t2 = time.perf_counter()
-    delta = np.zeros(len(work.assets), dtype=np.int64)  # estimate count change per asset
-    n = len(work.assets)
+    view = GroupView(rs, old, res.terms)
+    new_rows = np.zeros(n, dtype=np.int64)  # estimates per asset in the months written
+    old_rows = np.zeros(n, dtype=np.int64)  # ... and in those months before
 
     def write(month: str, new: pa.Table | None):
-        entry = old.get(month)
-        table, change = new, np.zeros(n, dtype=np.int64)
-        if entry is not None:
-            prior = rs.read_part(entry)
+        entry = None if fresh else old.months.get(month)
+        table, prior_rows = new, np.zeros(n, dtype=np.int64)
+        if entry is not None or (not fresh and applicable(old.overlays, month, None)):
+            prior = view.month(month)  # the month as readers see it: older overlays applied
             table = merge_month(prior, new if new is not None else prior.slice(0, 0), replace_from)
-            if new is None and table.num_rows == prior.num_rows:
-                return month, entry, 0, change  # nothing of this month changed after all
-            change -= np.bincount(_codes(prior), minlength=n)
-        change += np.bincount(_codes(table), minlength=n)
+            if new is None and entry is not None and table.num_rows == prior.num_rows:
+                return month, entry, 0, None, None  # nothing of this month changed after all
+            prior_rows = np.bincount(_codes(prior), minlength=n)
         done = rs.write_part(work.group, month, table, ctx.generation) if table.num_rows else None
-        return month, done, 0 if new is None else new.num_rows, change
+        return month, done, 0 if new is None else new.num_rows, np.bincount(_codes(table), minlength=n), prior_rows
 
-    tables = _by_month(sources)
-    new_months: set[str] = set()
+    written: set[str] = set()
+
+    def note(results) -> None:
+        for month, entry, n_new, new_count, old_count in results:
+            written.add(month)
+            if new_count is not None:
+                new_rows[:] += new_count
+                old_rows[:] += old_count
+            _record(res, old.months, month, entry, n_new)
+
     with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
-        for month, entry, n_new, change in bounded_map(pool, write, tables, 2 * WRITE_THREADS):
-            new_months.add(month)
-            delta += change
-            _record(res, old, month, entry, n_new)
+        note(bounded_map(pool, write, _by_month(sources), 2 * WRITE_THREADS))
         # Months without new rows that still hold superseded rows of a refitted asset.
         if replace_from:
-            cut = str(np.datetime64(min(replace_from.values()), "D"))
-            stale = [(m, None) for m, e in old.items() if m not in new_months and e["last"] >= cut]
-            for month, entry, n_new, change in bounded_map(pool, write, stale, 2 * WRITE_THREADS):
-                delta += change
-                _record(res, old, month, entry, n_new)
+            # (an overlaid asset's rows before the tail month are the overlay's business)
+            tail_day = int(np.datetime64(tail_month, "D").astype(np.int64))
+            cut = str(np.datetime64(min(tail_day if d == ALL_ROWS else d for d in replace_from.values()), "D"))
+            stale = [(m, None) for m, e in old.months.items() if m not in written and e["last"] >= cut]
+            note(bounded_map(pool, write, stale, 2 * WRITE_THREADS))
+    if fold:  # every month and overlay the refit did not write again is gone
+        for month in sorted(set(old.months) - written):
+            _record(res, old.months, month, None, 0)
+        res.overlays, res.superseded = [], res.superseded + [o["file"] for o in old.overlays]
+    delta = new_rows - old_rows
+    if overlaid.any() or fold:
+        # These assets' rows were all replaced: count them afresh against the manifest's count.
+        recount = np.ones(n, dtype=bool) if fold else overlaid
+        if overlay_tables:
+            table = pa.concat_tables(overlay_tables)
+            over_rows = np.bincount(_codes(table), minlength=n)
+        else:
+            table, over_rows = None, np.zeros(n, dtype=np.int64)
+        before = np.array([old.asset_rows.get(a, 0) for a in work.assets], dtype=np.int64)
+        delta[recount] = (over_rows + new_rows - before)[recount]
+        if not fold and (table is not None or before[overlaid].any()):
+            if table is None:
+                table = file_schema(res.terms).empty_table()
+            entry = rs.write_overlay(work.group, table, ctx.generation,
+                                     [int(c) for c in np.flatnonzero(overlaid)], str(rows[-1].date()))
+            res.overlays, res.new_overlay = [*old.overlays, entry], True
+            res.rows_written += table.num_rows
     res.asset_rows = {a: int(delta[i]) for i, a in enumerate(work.assets) if delta[i]}
     res.timings = {"read_fit": t2 - t0, "write": time.perf_counter() - t2}
     return res
+
+
+def _months_between(a: np.datetime64, b: np.datetime64) -> int:
+    """Calendar months from the month of ``a`` to the month of ``b``."""
+    return int((b.astype("datetime64[M]") - a.astype("datetime64[M]")).astype(int))
 
 
 def _by_month(sources: list) -> Iterator[tuple[str, pa.Table]]:

@@ -5,7 +5,8 @@
     >>> fit = qf.read_results("data/results", start="2024-01-01", assets=["AAPL"])  # a RollingFit
 
 Modules: ``encoding`` (the columns of a part file; the public tidy shape), ``resultset`` (one
-result set directory: manifest, part files, lock, commit), ``readers`` (``read_betas``,
+result set directory: manifest, part files, lock, commit), ``overlays`` (a revised asset's
+rows written once per night and applied on read), ``readers`` (``read_betas``,
 ``read_tidy``, ``read_results``). See ``resultset`` for the layout and its guarantees.
 """
 

@@ -102,7 +102,7 @@ def merge_month(old: pa.Table | None, new: pa.Table, replace: dict[int, int]) ->
     """
     if old is None or old.num_rows == 0:
         return _sorted(new)
-    old = _with_dictionary(old, _dictionary(new) if new.num_rows else _dictionary(old))
+    old = with_dictionary(old, dictionary_of(new) if new.num_rows else dictionary_of(old))
     o_codes = old.column("asset").combine_chunks().indices.to_numpy(zero_copy_only=False)
     o_days = old.column("date").combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False)
     n_codes = new.column("asset").combine_chunks().indices.to_numpy(zero_copy_only=False)
@@ -121,12 +121,12 @@ def merge_month(old: pa.Table | None, new: pa.Table, replace: dict[int, int]) ->
     return _sorted(pa.concat_tables([kept, new.cast(old.schema)]))
 
 
-def _dictionary(table: pa.Table) -> pa.Array:
+def dictionary_of(table: pa.Table) -> pa.Array:
     col = table.column("asset")
     return col.chunk(0).dictionary if col.num_chunks else pa.array([], pa.string())
 
 
-def _with_dictionary(table: pa.Table, dictionary: pa.Array) -> pa.Table:
+def with_dictionary(table: pa.Table, dictionary: pa.Array) -> pa.Table:
     """``table`` with its asset codes over ``dictionary``, which must extend its own."""
     col = table.column("asset").combine_chunks()
     if col.dictionary.equals(dictionary):

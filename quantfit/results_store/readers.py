@@ -2,7 +2,8 @@
 
 Every reader reads the committed manifest, then only the part files it needs: one month (every
 group) for ``read_betas``; the months overlapping ``start..end`` of the groups holding the
-requested assets for the range readers. They never take the writer's lock; when a writer
+requested assets for the range readers, and the overlays that apply to those months
+(``overlays``). They never take the writer's lock; when a writer
 replaces a file under them they re-read the manifest and try again.
 """
 
@@ -21,6 +22,7 @@ import pyarrow.compute as pc
 from quantfit.data.dates import parse_date
 from quantfit.errors import DataError
 from quantfit.results_store.encoding import estimate_column, file_schema, to_tidy, to_windows
+from quantfit.results_store.overlays import GroupView, applicable, group_files
 from quantfit.results_store.resultset import ResultSet, open_results, retrying
 
 #: Part files read at once (pyarrow releases the GIL while decoding).
@@ -37,11 +39,13 @@ def committed(rs: ResultSet) -> dict:
     return manifest
 
 
-def _read_parts(rs: ResultSet, entries: list[dict], filters, columns=None) -> list[pa.Table]:
-    if len(entries) <= 1:
-        return [rs.read_part(e, filters, columns) for e in entries]
-    with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(entries))) as pool:
-        return list(pool.map(lambda e: rs.read_part(e, filters, columns), entries))
+def _read_months(views: list[GroupView], month: str | None, filters, columns=None) -> list[pa.Table]:
+    """The rows of ``month`` (None: every month in each view's range) of each group's view."""
+    jobs = [(v, m) for v in views for m in ([month] if month is not None else v.months())]
+    if len(jobs) <= 1:
+        return [v.month(m, filters, columns) for v, m in jobs]
+    with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(jobs))) as pool:
+        return list(pool.map(lambda job: job[0].month(job[1], filters, columns), jobs))
 
 
 def read_betas(out_dir: str | os.PathLike, date=None, term: str | None = None) -> pd.Series | pd.DataFrame:
@@ -77,11 +81,16 @@ def read_betas(out_dir: str | os.PathLike, date=None, term: str | None = None) -
         if term is not None and term not in terms:
             raise DataError(f"unknown term {term!r}; these results have {terms}")
         day = parse_date(manifest["results"]["last"] if date is None else date)
-        month = day.strftime("%Y-%m")
-        entries = [m[month] for m in manifest["files"].values()
-                   if month in m and m[month]["first"] <= str(day.date()) <= m[month]["last"]]
+        month, iso = day.strftime("%Y-%m"), str(day.date())
+        views = []
+        for files in group_files(manifest).values():
+            base = files.months.get(month)
+            covered = base is not None and base["first"] <= iso <= base["last"]
+            if covered or any(o["first"] is not None and o["first"] <= iso <= o["last"]
+                              for o in applicable(files.overlays, month, base)):
+                views.append(GroupView(rs, files, terms, iso, iso))
         cols = ["asset"] + [estimate_column(t) for t in terms]
-        parts = _read_parts(rs, entries, [("date", "=", day.date())], cols)
+        parts = _read_months(views, month, [("date", "=", day.date())], cols)
         return manifest, day, parts
 
     manifest, day, parts = retrying(read, str(rs.path))
@@ -143,14 +152,13 @@ def read_table(out_dir: str | os.PathLike, start=None, end=None, assets=None) ->
                 raise DataError(f"no results for asset{'s' if len(unknown) > 1 else ''} "
                                 f"{', '.join(unknown[:10])} in {rs.path}")
             groups = sorted({where[a] for a in wanted})
-        entries = []
-        for g in groups:
-            for e in manifest["files"].get(str(g), {}).values():
-                if (lo is None or e["last"] >= str(lo.date())) and (hi is None or e["first"] <= str(hi.date())):
-                    entries.append(e)
+        files = group_files(manifest)
+        lo_iso = None if lo is None else str(lo.date())
+        hi_iso = None if hi is None else str(hi.date())
+        views = [GroupView(rs, files[g], manifest["terms"], lo_iso, hi_iso) for g in groups if g in files]
         filters = [f for f in (None if lo is None else ("date", ">=", lo.date()),
                                None if hi is None else ("date", "<=", hi.date())) if f is not None]
-        return manifest, _read_parts(rs, entries, filters or None)
+        return manifest, _read_months(views, None, filters or None)
 
     manifest, parts = retrying(read, str(rs.path))
     schema = file_schema(manifest["terms"])

@@ -6,6 +6,7 @@ Layout under an output directory ``out``::
     out/<key>/manifest.json                      the commit point (validated on every read)
     out/<key>/.lock                              fcntl lock; a writer holds it exclusively
     out/<key>/month=YYYY-MM/part-<group>-<generation>-<uuid>.parquet
+    out/<key>/overlays/part-<group>-<generation>-<uuid>.parquet   (see ``overlays``)
 
 ``<key>`` is a short hash of the parameters that change the numbers, so each parameter set
 has its own result set. Assets are kept in **groups** (a group is the unit of work of the
@@ -96,16 +97,30 @@ class ResultSet:
 
     def write_part(self, group: int, month: str, table: pa.Table, generation: int) -> dict:
         """Write one (group, month) part to a fresh, fsynced file; returns its manifest entry."""
-        name = self.part_name(group, month, generation)
+        return self._write(self.part_name(group, month, generation), table)
+
+    def write_overlay(self, group: int, table: pa.Table, generation: int, codes: list[int],
+                      through: str) -> dict:
+        """Write a group's overlay (``overlays``: every window of the assets ``codes``, dated
+        up to ``through``, sorted by date) to a fresh, fsynced file; returns its entry."""
+        name = f"{OVERLAY_DIR}/part-{group:04d}-{generation}-{uuid.uuid4().hex[:12]}.parquet"
+        # Row groups of about a month of a few dozen assets: readers of one month skip the rest.
+        entry = self._write(name, table, row_group_size=OVERLAY_ROW_GROUP)
+        return {**entry, "through": through, "assets": sorted(int(c) for c in codes)}
+
+    def _write(self, name: str, table: pa.Table, row_group_size: int | None = None) -> dict:
         (self.path / name).parent.mkdir(exist_ok=True)
         with open(self.path / name, "wb") as fh:
             pq.write_table(table, fh, compression=COMPRESSION, use_dictionary=["asset"],
-                           write_statistics=["date"], write_page_checksum=True)
+                           write_statistics=["date"], write_page_checksum=True,
+                           row_group_size=row_group_size)
             fh.flush()
             os.fsync(fh.fileno())
         span = pc.min_max(table.column("date"))
+        first, last = span["min"].as_py(), span["max"].as_py()
         return {"file": name, "rows": table.num_rows, "bytes": (self.path / name).stat().st_size,
-                "first": str(span["min"].as_py()), "last": str(span["max"].as_py())}
+                "first": None if first is None else str(first),
+                "last": None if last is None else str(last)}
 
     def read_part(self, entry: dict, filters=None, columns=None) -> pa.Table:
         """Rows of one part file (``filters``: pyarrow filters on its columns).
@@ -128,13 +143,12 @@ class ResultSet:
 
     def remove_orphans(self, manifest: dict | None) -> int:
         """Delete part files the manifest does not name (left by killed writers). Lock held."""
-        live = {e["file"] for months in (manifest or {}).get("files", {}).values()
-                for e in months.values()}
+        live = set(live_files(manifest or {}))
         removed = 0
         if not self.path.exists():
             return 0
         for d in os.scandir(self.path):
-            if not (d.is_dir() and d.name.startswith("month=")):
+            if not (d.is_dir() and (d.name.startswith("month=") or d.name == OVERLAY_DIR)):
                 continue
             for f in os.scandir(d.path):
                 if f"{d.name}/{f.name}" not in live:
@@ -149,7 +163,7 @@ class ResultSet:
     def commit(self, manifest: dict, superseded: list[str]) -> None:
         """Make ``manifest`` the committed state, then delete superseded files. Lock held."""
         check_manifest(manifest, self.path / MANIFEST)
-        dirs = {Path(e["file"]).parent for months in manifest["files"].values() for e in months.values()}
+        dirs = {Path(name).parent for name in live_files(manifest)}
         for d in dirs:
             fsync_dir(self.path / d)
         write_json_atomic(self.path / MANIFEST, manifest, indent=None)  # the commit point
@@ -159,6 +173,16 @@ class ResultSet:
         for d in {Path(n).parent for n in superseded}:
             with contextlib.suppress(OSError):
                 os.rmdir(self.path / d)
+
+
+def live_files(manifest: dict) -> Iterator[str]:
+    """Every file a manifest names: part files and overlays."""
+    for months in manifest.get("files", {}).values():
+        for e in months.values():
+            yield e["file"]
+    for overlays in manifest.get("overlays", {}).values():
+        for e in overlays:
+            yield e["file"]
 
 
 def _raise_if_older(path: Path) -> None:
@@ -175,6 +199,10 @@ def _raise_if_older(path: Path) -> None:
 #: What a live part file is called (a manifest naming anything else is damaged: never read
 #: or delete a path it names outside the result set).
 PART_NAME = re.compile(r"^month=(\d{4}-\d{2})/part-\d{4,}-\d+-[0-9a-f]{12}\.parquet$")
+OVERLAY_DIR = "overlays"
+OVERLAY_NAME = re.compile(r"^overlays/part-(\d{4,})-\d+-[0-9a-f]{12}\.parquet$")
+#: Rows per row group of an overlay file.
+OVERLAY_ROW_GROUP = 16384
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -210,6 +238,20 @@ def check_manifest(m: dict, path: Path) -> None:
                   and _DATE.match(str(e.get("first"))) is not None
                   and _DATE.match(str(e.get("last"))) is not None,
                   f"malformed entry for group {g}, month {month}")
+    check(isinstance(m.get("overlays", {}), dict), "malformed 'overlays'")
+    for g, overlays in m.get("overlays", {}).items():
+        check(g.isdigit() and int(g) < len(m["groups"]) and isinstance(overlays, list),
+              f"overlays of unknown group {g!r}")
+        n_assets = len(m["groups"][int(g)]["assets"])
+        for e in overlays:
+            name = e.get("file") if isinstance(e, dict) else None
+            match = OVERLAY_NAME.match(name) if isinstance(name, str) else None
+            check(match is not None and int(match.group(1)) == int(g)
+                  and isinstance(e.get("rows"), int) and date_or_none(e.get("first"))
+                  and date_or_none(e.get("last")) and _DATE.match(str(e.get("through"))) is not None
+                  and isinstance(e.get("assets"), list)
+                  and all(isinstance(c, int) and 0 <= c < n_assets for c in e["assets"]),
+                  f"malformed overlay of group {g}")
     inputs, data, res = m["inputs"], m["data"], m["results"]
     check(isinstance(inputs.get("store_id"), str) and isinstance(inputs.get("store_generation"), int),
           "'inputs' lacks the store's id and generation")
