@@ -17,8 +17,10 @@ that process from ``wait4``):
 4. the left-out ticker added to the universe: ``quantfit refresh``;
 5. ``qf.read_betas`` of the latest date (a fresh interpreter: import + read; the call's own
    time is printed by the child);
-6. a night with revisions: 100 tickers' whole histories re-adjusted (rescaled), then another
-   day for everyone: the two ingests and the incremental ``quantfit refresh``.
+6. reads of the past (a date ten years back, a year of 100 assets) before and after:
+7. a night with revisions: 100 tickers' whole histories re-adjusted (rescaled), then another
+   day for everyone: the two ingests and the incremental ``quantfit refresh`` (which writes
+   one overlay per group).
 
 Prints a markdown table; ``--json PATH`` also writes the figures. Not a test.
 """
@@ -146,6 +148,7 @@ def main() -> None:
     code = ("import sys, time, quantfit as qf; t = time.perf_counter(); b = qf.read_betas(sys.argv[1]);"
             " print(f'read_betas: {len(b)} assets in {time.perf_counter() - t:.3f} s')")
     rows.append(run([sys.executable, "-c", code, str(out)], "read_betas(out), latest date (fresh process)"))
+    rows += history_reads(out, names, "")
 
     # A night with revisions: 100 tickers' histories re-adjusted (a dividend: every earlier
     # close rescaled), then the next day for everyone.
@@ -162,7 +165,21 @@ def main() -> None:
     rows.append(run(quantfit("refresh", *common, "--out", str(out), "--universe", str(universe)),
                     "a new day + 100 revised histories: incremental quantfit refresh", ok=QF_OK))
 
+    rows += history_reads(out, names, ", with overlays")
     report(rows, {"assets": a.assets, "days": a.days, "window": a.window}, a.json)
+
+
+def history_reads(out: Path, names: list[str], note: str) -> list[dict]:
+    """Reads of past results in fresh processes: ``read_betas`` of a date ten years back
+    (every group's month) and ``read_results`` of one year of 100 assets spread over the groups."""
+    code = ("import sys, time, quantfit as qf; t = time.perf_counter(); "
+            "b = qf.read_betas(sys.argv[1], '2013-06-28'); t1 = time.perf_counter(); "
+            "r = qf.read_results(sys.argv[1], start='2013-01-01', end='2013-12-31', assets=sys.argv[2].split(',')); "
+            "print(f'read_betas: {len(b)} assets in {t1 - t:.3f} s; read_results: '"
+            "f'{r.beta.shape} in {time.perf_counter() - t1:.3f} s')")
+    picks = ",".join(names[:: max(1, len(names) // 100)][:100])
+    return [run([sys.executable, "-c", code, str(out), picks],
+                f"read_betas(out, 2013-06-28) + read_results(2013, 100 assets){note} (fresh process)")]
 
 
 def report(rows: list[dict], meta: dict, json_path: Path | None) -> None:

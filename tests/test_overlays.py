@@ -136,6 +136,30 @@ def test_a_later_merge_keeps_what_an_older_overlay_says(tmp_path, sample_long):
     assert len(m["overlays"][group_of(m, "XOM")]) == 1  # night 2 merged, no new overlay
 
 
+def test_a_fold_keeps_the_rows_of_a_removed_asset(tmp_path, sample_long, monkeypatch):
+    monkeypatch.setattr(task, "MAX_OVERLAYS", 1)
+    monkeypatch.setattr(task, "FOLD_SPREAD", 1)
+    long = _with_new_days(sample_long)
+    days = sorted(long.loc[long["date"] > CUT, "date"].unique())
+    store = make_store(tmp_path / "s", long[long["date"] <= CUT])
+    out = tmp_path / "r"
+    refresh(params(store, out))
+    m = manifest(out)
+    mate = next(a for a in m["groups"][int(group_of(m, "XOM"))]["assets"] if a != "XOM")
+    past = read_tidy(out, assets=[mate])[0]
+    universe = [a for a in UNIVERSE if a != mate]
+    for night in range(2):  # night 1: an overlay; night 2: folded
+        readjust(store, "XOM", str(pd.Timestamp(days[night]).date()), 0.99)
+        PriceStore(store).ingest(long[long["date"] == days[night]])
+        refresh(params(store, out, universe))
+    m = manifest(out)
+    assert m["overlays"] == {} and m["asset_rows"][mate] == len(past) // 2  # alpha and beta rows
+    assert_tidy_equal(read_tidy(out, assets=[mate])[0], past)
+    fresh = tmp_path / "full"
+    refresh(params(store, fresh, universe))
+    assert_tidy_equal(read_tidy(out, assets=universe)[0], read_tidy(fresh)[0])
+
+
 @pytest.mark.parametrize("damage, match", [
     (lambda o: o.update(file="../../victim.parquet"), "malformed overlay of group"),
     (lambda o: o.update(assets=[99]), "malformed overlay of group"),

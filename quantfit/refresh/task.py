@@ -186,19 +186,18 @@ def run_group(ctx: JobContext, work: GroupWork, old: GroupFiles) -> GroupResult:
     more than ``OVERLAY_MIN_MONTHS`` months before the night's tail (a revised history, an
     asset back or added) are refitted from their first row and written as one overlay file
     (``quantfit.results_store.overlays``) instead of rewriting every month they touch; a group
-    with ``MAX_OVERLAYS`` overlays is refitted in full instead (its files written afresh).
+    with ``MAX_OVERLAYS`` overlays folds them into its month files instead.
     """
     t0 = time.perf_counter()
     res = GroupResult(group=work.group)
     rows = ctx.rows()
     fit_from = dict(work.fit_from)
     every = ctx.spec.sampling.every
-    # Groups fold at 5 to 8 overlays (by their number), so that when revisions reach every
-    # group each night, the folds (each a refit of its group) spread over four nights.
-    fold = not work.fresh and len(old.overlays) >= MAX_OVERLAYS - work.group % FOLD_SPREAD
-    if fold:  # fold the overlays: every asset of the group refitted, every file written afresh
-        fit_from = {a: 0 for a in work.assets}
-    fresh = work.fresh or fold
+    fresh = work.fresh
+    # A group folds its overlays at 5 to 8 of them (by its number, so that when revisions reach
+    # every group each night, the folds spread over four nights): every month they apply to is
+    # rewritten from its overlaid view, and no new overlay is written.
+    fold = not fresh and len(old.overlays) >= MAX_OVERLAYS - work.group % FOLD_SPREAD
     if every is not None and not fresh:
         # An estimate per period, dated on its last row so far: refit from the start of the
         # period, so the new last row's estimate replaces the one the period had.
@@ -214,7 +213,7 @@ def run_group(ctx: JobContext, work: GroupWork, old: GroupFiles) -> GroupResult:
     # the others are refitted in place, and months from the first of their rows on rewritten.
     r_new = min(len(rows) if ctx.new_from is None else ctx.new_from, len(rows) - 1)
     last = rows.values[first_of[r_new] if every is not None and not fresh else r_new]
-    overlay = {} if fresh or ctx.spec.window.expanding else {
+    overlay = {} if fresh or fold or ctx.spec.window.expanding else {
         a: 0 for a, f in fit_from.items() if _months_between(rows.values[f], last) >= OVERLAY_MIN_MONTHS}
     rest = {a: f for a, f in fit_from.items() if a not in overlay}
     tail_month = str(rows.values[min(rest.values())].astype("datetime64[M]") if rest
@@ -265,10 +264,11 @@ def run_group(ctx: JobContext, work: GroupWork, old: GroupFiles) -> GroupResult:
     def write(month: str, new: pa.Table | None):
         entry = None if fresh else old.months.get(month)
         table, prior_rows = new, np.zeros(n, dtype=np.int64)
-        if entry is not None or (not fresh and applicable(old.overlays, month, None)):
+        layered = not fresh and bool(applicable(old.overlays, month, entry))
+        if entry is not None or layered:
             prior = view.month(month)  # the month as readers see it: older overlays applied
             table = merge_month(prior, new if new is not None else prior.slice(0, 0), replace_from)
-            if new is None and entry is not None and table.num_rows == prior.num_rows:
+            if new is None and not layered and table.num_rows == prior.num_rows:
                 return month, entry, 0, None, None  # nothing of this month changed after all
             prior_rows = np.bincount(_codes(prior), minlength=n)
         done = rs.write_part(work.group, month, table, ctx.generation) if table.num_rows else None
@@ -293,22 +293,22 @@ def run_group(ctx: JobContext, work: GroupWork, old: GroupFiles) -> GroupResult:
             cut = str(np.datetime64(min(tail_day if d == ALL_ROWS else d for d in replace_from.values()), "D"))
             stale = [(m, None) for m, e in old.months.items() if m not in written and e["last"] >= cut]
             note(bounded_map(pool, write, stale, 2 * WRITE_THREADS))
-    if fold:  # every month and overlay the refit did not write again is gone
-        for month in sorted(set(old.months) - written):
-            _record(res, old.months, month, None, 0)
-        res.overlays, res.superseded = [], res.superseded + [o["file"] for o in old.overlays]
+        if fold:  # every other month an overlay applies to, then the overlays are gone
+            layered = [(m, None) for m in view.months()
+                       if m not in written and applicable(old.overlays, m, old.months.get(m))]
+            note(bounded_map(pool, write, layered, 2 * WRITE_THREADS))
+            res.overlays, res.superseded = [], res.superseded + [o["file"] for o in old.overlays]
     delta = new_rows - old_rows
-    if overlaid.any() or fold:
+    if overlaid.any():
         # These assets' rows were all replaced: count them afresh against the manifest's count.
-        recount = np.ones(n, dtype=bool) if fold else overlaid
         if overlay_tables:
             table = pa.concat_tables(overlay_tables)
             over_rows = np.bincount(_codes(table), minlength=n)
         else:
             table, over_rows = None, np.zeros(n, dtype=np.int64)
         before = np.array([old.asset_rows.get(a, 0) for a in work.assets], dtype=np.int64)
-        delta[recount] = (over_rows + new_rows - before)[recount]
-        if not fold and (table is not None or before[overlaid].any()):
+        delta[overlaid] = (over_rows + new_rows - before)[overlaid]
+        if table is not None or before[overlaid].any():
             if table is None:
                 table = file_schema(res.terms).empty_table()
             entry = rs.write_overlay(work.group, table, ctx.generation,

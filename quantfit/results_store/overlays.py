@@ -16,7 +16,7 @@ part file is **older** than the overlay (a smaller generation in its name; or no
 the overlay's assets' rows dated up to ``through`` are those of the overlay, whatever the part
 file holds. A part file written later already folded the overlays before it (the job rewrites
 a month from its overlaid view), so overlays are skipped there. Several overlays apply in
-generation order. The job folds a group's overlays (refits the group in full) when it has
+generation order. The job folds a group's overlays (rewrites the months they apply to) when it has
 ``MAX_OVERLAYS`` of them (fewer for some groups, so that folds are staggered over nights), so
 a month is never read with more than that.
 """
@@ -130,6 +130,11 @@ class GroupView:
     def _in_range(self, month: str) -> bool:
         first, last = month_span(month)
         return (self.lo is None or last >= self.lo) and (self.hi is None or first <= self.hi)
+
+    def inside(self, month: str) -> bool:
+        """Whether every date of ``month`` is in ``lo..hi``."""
+        first, last = month_span(month)
+        return (self.lo is None or first >= self.lo) and (self.hi is None or last <= self.hi)
 
     def _overlay(self, entry: dict) -> pa.Table:
         if entry["file"] not in self._tables:

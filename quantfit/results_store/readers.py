@@ -40,12 +40,14 @@ def committed(rs: ResultSet) -> dict:
 
 
 def _read_months(views: list[GroupView], month: str | None, filters, columns=None) -> list[pa.Table]:
-    """The rows of ``month`` (None: every month in each view's range) of each group's view."""
-    jobs = [(v, m) for v in views for m in ([month] if month is not None else v.months())]
+    """The rows of ``month`` (None: every month in each view's range) of each group's view;
+    ``filters`` are applied to the months the view's range cuts (the others are read whole)."""
+    jobs = [(v, m, None if v.inside(m) else filters)
+            for v in views for m in ([month] if month is not None else v.months())]
     if len(jobs) <= 1:
-        return [v.month(m, filters, columns) for v, m in jobs]
+        return [v.month(m, f, columns) for v, m, f in jobs]
     with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(jobs))) as pool:
-        return list(pool.map(lambda job: job[0].month(job[1], filters, columns), jobs))
+        return list(pool.map(lambda job: job[0].month(job[1], job[2], columns), jobs))
 
 
 def read_betas(out_dir: str | os.PathLike, date=None, term: str | None = None) -> pd.Series | pd.DataFrame:
