@@ -4,7 +4,8 @@
     python benchmarks/bench_dask.py --huber-assets 200 --ols-assets 1000 --ols-days 2520   # quick
 
 Each row is ``quantfit refresh`` in a fresh process (wall time including the interpreter and,
-for Dask, starting the LocalCluster; peak RSS of the driver process), a full rebuild into an
+for Dask, starting the LocalCluster; peak RSS: the largest process of the tree, driver or
+worker, as ``wait4`` reports it), a full rebuild into an
 empty output folder, on the synthetic universe of ``nightly_data.py`` (ragged starts):
 
 * Huber (``--loss huber``, window 252): one process with one group task at a time
@@ -55,7 +56,7 @@ def main() -> None:
                     f"{name}, {n_assets:,} x {n_days:,}, {label}", ok=QF_OK)
             rows.append(r)
         shutil.rmtree(a.work / "dask-out", ignore_errors=True)
-    report(rows, {"load_average_start": load, "note": "peak MiB: the driver process"}, a.json)
+    report(rows, {"load_average_start": load, "note": "peak MiB: the largest process of the tree (driver or a local worker)"}, a.json)
 
 
 if __name__ == "__main__":

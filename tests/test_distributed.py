@@ -152,3 +152,12 @@ def test_bad_or_unreachable_scheduler_is_one_line_exit_2(tmp_path, sample_long, 
     assert match in proc.stderr
     assert time.monotonic() - t0 < limit
     assert not Path(tmp_path / "r").exists()
+
+
+def test_workers_tune_glibc_malloc_for_tensors():
+    """Dask's nanny freezes glibc's mmap threshold at 128 KiB (MALLOC_TRIM_THRESHOLD_); each
+    task raises it again where the C library is glibc."""
+    import platform
+
+    from quantfit.refresh.distributed import tune_malloc
+    assert tune_malloc() is (platform.libc_ver()[0] == "glibc")
