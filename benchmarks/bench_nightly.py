@@ -20,7 +20,8 @@ that process from ``wait4``):
 6. reads of the past (a date ten years back, a year of 100 assets) before and after:
 7. a night with revisions: 100 tickers' whole histories re-adjusted (rescaled), then another
    day for everyone: the two ingests and the incremental ``quantfit refresh`` (which writes
-   one overlay per group).
+   one overlay per group); ``--nights N`` repeats it with other tickers (groups fold their
+   overlays from the fifth night on).
 
 Prints a markdown table; ``--json PATH`` also writes the figures. Not a test.
 """
@@ -101,6 +102,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("bench-out/nightly"))
     ap.add_argument("--json", type=Path)
     ap.add_argument("--skip-polars", action="store_true")
+    ap.add_argument("--nights", type=int, default=1,
+                    help="revision nights in a row (groups fold their overlays from the 5th on)")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     print(f"nightly benchmark: {a.assets:,} assets x {a.days:,} days, window {a.window}", flush=True)
@@ -150,23 +153,32 @@ def main() -> None:
     rows.append(run([sys.executable, "-c", code, str(out)], "read_betas(out), latest date (fresh process)"))
     rows += history_reads(out, names, "")
 
-    # A night with revisions: 100 tickers' histories re-adjusted (a dividend: every earlier
-    # close rescaled), then the next day for everyone.
-    revised = a.work / "revised.csv"
-    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import nightly_data as nd, pandas as pd; "
-            f"r = pd.read_parquet({str(src)!r}, filters=[('ticker', 'in', nd.tickers({a.assets})[::{max(1, a.assets // 100)}])]); "
-            f"r['close'] *= 0.98; r.to_csv({str(revised)!r}, index=False, date_format='%Y-%m-%d'); "
-            f"nd.next_day({a.assets}, {a.days + 1}).to_csv({str(day)!r}, index=False, date_format='%Y-%m-%d')")
-    run([sys.executable, "-c", code], "generate 100 re-adjusted histories and the day after")
-    rows.append(run(quantfit("ingest", "csv", str(revised), "--store", str(store)),
-                    "100 re-adjusted histories: quantfit ingest csv", ok=QF_OK))
-    rows.append(run(quantfit("ingest", "csv", str(day), "--store", str(store)),
-                    "the next day: quantfit ingest csv", ok=QF_OK))
-    rows.append(run(quantfit("refresh", *common, "--out", str(out), "--universe", str(universe)),
-                    "a new day + 100 revised histories: incremental quantfit refresh", ok=QF_OK))
-
+    # Nights with revisions: 100 tickers' histories re-adjusted (a dividend: every earlier
+    # close rescaled), then the next day for everyone. Later nights revise other tickers; from
+    # the fifth on, groups fold their overlays (staggered).
+    for night in range(a.nights):
+        rows += revision_night(a, src, store, out, universe, common, night)
     rows += history_reads(out, names, ", with overlays")
-    report(rows, {"assets": a.assets, "days": a.days, "window": a.window}, a.json)
+    report(rows, {"assets": a.assets, "days": a.days, "window": a.window, "nights": a.nights}, a.json)
+
+
+def revision_night(a, src: Path, store: Path, out: Path, universe: Path, common: list[str],
+                   night: int) -> list[dict]:
+    """One night with 100 re-adjusted histories and a new day: the two ingests and the refresh."""
+    revised, day = a.work / "revised.csv", a.work / "next-day.csv"
+    step = max(1, a.assets // 100)
+    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import nightly_data as nd, pandas as pd; "
+            f"r = pd.read_parquet({str(src)!r}, filters=[('ticker', 'in', nd.tickers({a.assets})[{night % step}::{step}])]); "
+            f"r['close'] *= 0.98 ** {night + 1}; r.to_csv({str(revised)!r}, index=False, date_format='%Y-%m-%d'); "
+            f"nd.next_day({a.assets}, {a.days + 1 + night}).to_csv({str(day)!r}, index=False, date_format='%Y-%m-%d')")
+    run([sys.executable, "-c", code], "generate 100 re-adjusted histories and the day after")
+    tag = f" (night {night + 1})" if a.nights > 1 else ""
+    return [run(quantfit("ingest", "csv", str(revised), "--store", str(store)),
+                f"100 re-adjusted histories: quantfit ingest csv{tag}", ok=QF_OK),
+            run(quantfit("ingest", "csv", str(day), "--store", str(store)),
+                f"the next day: quantfit ingest csv{tag}", ok=QF_OK),
+            run(quantfit("refresh", *common, "--out", str(out), "--universe", str(universe)),
+                f"a new day + 100 revised histories: incremental quantfit refresh{tag}", ok=QF_OK)]
 
 
 def history_reads(out: Path, names: list[str], note: str) -> list[dict]:
