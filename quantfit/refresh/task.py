@@ -186,7 +186,8 @@ def run_group(ctx: JobContext, work: GroupWork, old: GroupFiles) -> GroupResult:
     more than ``OVERLAY_MIN_MONTHS`` months before the night's tail (a revised history, an
     asset back or added) are refitted from their first row and written as one overlay file
     (``quantfit.results_store.overlays``) instead of rewriting every month they touch; a group
-    with ``MAX_OVERLAYS`` overlays folds them into its month files instead.
+    with ``MAX_OVERLAYS`` overlays folds them instead: it is refitted and written afresh, or,
+    when it holds rows of assets that left the universe, its overlaid months are rewritten.
     """
     t0 = time.perf_counter()
     res = GroupResult(group=work.group)
@@ -195,9 +196,14 @@ def run_group(ctx: JobContext, work: GroupWork, old: GroupFiles) -> GroupResult:
     every = ctx.spec.sampling.every
     fresh = work.fresh
     # A group folds its overlays at 5 to 8 of them (by its number, so that when revisions reach
-    # every group each night, the folds spread over four nights): every month they apply to is
-    # rewritten from its overlaid view, and no new overlay is written.
+    # every group each night, the folds spread over four nights), and writes no new one. When
+    # every asset of the group is refitted anyway (none left the universe), the whole group is
+    # refitted from its first row and written afresh: cheaper than rewriting every month from
+    # its overlaid view, which is what a group holding a removed asset's rows does instead.
     fold = not fresh and len(old.overlays) >= MAX_OVERLAYS - work.group % FOLD_SPREAD
+    rebuilt = fold and set(work.fit_from) == set(work.assets)
+    if rebuilt:
+        fit_from, fresh = {a: 0 for a in work.assets}, True
     if every is not None and not fresh:
         # An estimate per period, dated on its last row so far: refit from the start of the
         # period, so the new last row's estimate replaces the one the period had.
@@ -293,12 +299,17 @@ def run_group(ctx: JobContext, work: GroupWork, old: GroupFiles) -> GroupResult:
             cut = str(np.datetime64(min(tail_day if d == ALL_ROWS else d for d in replace_from.values()), "D"))
             stale = [(m, None) for m, e in old.months.items() if m not in written and e["last"] >= cut]
             note(bounded_map(pool, write, stale, 2 * WRITE_THREADS))
-        if fold:  # every other month an overlay applies to, then the overlays are gone
+        if fold and not rebuilt:  # every other month an overlay applies to
             layered = [(m, None) for m in view.months()
                        if m not in written and applicable(old.overlays, m, old.months.get(m))]
             note(bounded_map(pool, write, layered, 2 * WRITE_THREADS))
-            res.overlays, res.superseded = [], res.superseded + [o["file"] for o in old.overlays]
+    if fold:
+        res.overlays, res.superseded = [], res.superseded + [o["file"] for o in old.overlays]
     delta = new_rows - old_rows
+    if rebuilt:  # months the refit did not write again are gone; every count is new
+        for month in sorted(set(old.months) - written):
+            _record(res, old.months, month, None, 0)
+        delta = new_rows - np.array([old.asset_rows.get(a, 0) for a in work.assets], dtype=np.int64)
     if overlaid.any():
         # These assets' rows were all replaced: count them afresh against the manifest's count.
         if overlay_tables:
