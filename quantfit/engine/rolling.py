@@ -229,12 +229,26 @@ def select_path(
     """The path ``rolling_regression`` takes for these inputs: "huber" for the Huber loss;
     "shared" (newton's fast path) for newton on the squared loss in float64, without a prior
     or history, when every asset uses the factors' rows; "general" otherwise."""
-    if spec.loss == "huber":
-        return "huber"
     y = y.to(torch.float64)
     x_valid = torch.isfinite(x.to(torch.float64)).all(1)
-    shared = _shared_rows(y, x_valid) or contiguous_ranges(y, x_valid, spec) is not None
-    return _choose(spec, shared, device, dtype, out_device)
+    return _auto_path(y, x_valid, spec, device, dtype, out_device)[0]
+
+
+def _auto_path(
+    y: Tensor, x_valid: Tensor, spec: RollingSpec, device, dtype, out_device
+) -> tuple[str, bool, Tensor | None]:
+    """(the automatic path, whether every asset uses the factors' rows, the fast path's
+    contiguous row ranges (A, 2) when they do not): the one decision behind ``select_path``
+    and ``rolling_regression``."""
+    shared_rows = _shared_rows(y, x_valid)
+    ranges = None
+    if not shared_rows and spec.loss != "huber":
+        ranges = contiguous_ranges(y, x_valid, spec)
+    return (
+        _choose(spec, shared_rows or ranges is not None, device, dtype, out_device),
+        shared_rows,
+        ranges,
+    )
 
 
 def _choose(spec: RollingSpec, shared_rows: bool, device, dtype, out_device) -> str:
@@ -271,11 +285,7 @@ def rolling_regression(
     y = y.to(torch.float64)
     x = x.to(torch.float64)
     x_valid = torch.isfinite(x).all(1)
-    shared_rows = _shared_rows(y, x_valid)
-    ranges = None
-    if not shared_rows and spec.loss != "huber":
-        ranges = contiguous_ranges(y, x_valid, spec)
-    auto = _choose(spec, shared_rows or ranges is not None, device, dtype, out_device)
+    auto, shared_rows, ranges = _auto_path(y, x_valid, spec, device, dtype, out_device)
     if path not in ("auto", auto) and not (path == "general" and auto == "shared"):
         raise ValueError(f"path={path!r} cannot fit these inputs (the automatic path is {auto!r})")
     chosen = auto if path == "auto" else path

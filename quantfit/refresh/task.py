@@ -306,10 +306,11 @@ def run_group(ctx: JobContext, work: GroupWork, old: GroupFiles) -> GroupResult:
     if fold:
         res.overlays, res.superseded = [], res.superseded + [o["file"] for o in old.overlays]
     delta = new_rows - old_rows
+    before = np.array([old.asset_rows.get(a, 0) for a in work.assets], dtype=np.int64)
     if rebuilt:  # months the refit did not write again are gone; every count is new
         for month in sorted(set(old.months) - written):
             _record(res, old.months, month, None, 0)
-        delta = new_rows - np.array([old.asset_rows.get(a, 0) for a in work.assets], dtype=np.int64)
+        delta = new_rows - before
     if overlaid.any():
         # These assets' rows were all replaced: count them afresh against the manifest's count.
         if overlay_tables:
@@ -317,7 +318,6 @@ def run_group(ctx: JobContext, work: GroupWork, old: GroupFiles) -> GroupResult:
             over_rows = np.bincount(_codes(table), minlength=n)
         else:
             table, over_rows = None, np.zeros(n, dtype=np.int64)
-        before = np.array([old.asset_rows.get(a, 0) for a in work.assets], dtype=np.int64)
         delta[overlaid] = (over_rows + new_rows - before)[overlaid]
         if table is not None or before[overlaid].any():
             if table is None:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from quantfit.results_store.encoding import dictionary_of, file_schema, with_dictionary
 
@@ -166,17 +167,9 @@ def _day(iso: str):
     return np.datetime64(iso, "D").astype(object)
 
 
-_OPS = {">=": pc.greater_equal, "<=": pc.less_equal, "=": pc.equal, "==": pc.equal,
-        ">": pc.greater, "<": pc.less}
-
-
 def _filter(table: pa.Table, filters) -> pa.Table:
-    """``table`` rows passing pyarrow-style ``filters`` on the date column."""
-    mask = None
-    for col, op, value in filters:
-        m = _OPS[op](table.column(col), pa.scalar(value, table.schema.field(col).type))
-        mask = m if mask is None else pc.and_(mask, m)
-    return table if mask is None else table.filter(mask)
+    """``table`` rows passing pyarrow-style ``filters`` (what ``read_part`` takes)."""
+    return table.filter(pq.filters_to_expression(filters)) if filters else table
 
 
 def group_files(manifest: dict) -> dict[int, GroupFiles]:
